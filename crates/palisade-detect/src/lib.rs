@@ -216,6 +216,55 @@ pub trait Detector: Send + Sync + fmt::Debug {
     fn detect(&self, input: &Normalized<'_>, out: &mut Vec<Finding>);
 }
 
+/// The built-in detector `id` with its default options; `None` for [`DetectorId::Custom`], whose
+/// rules come from a policy.
+pub fn builtin_detector(id: DetectorId) -> Option<Box<dyn Detector>> {
+    Some(match id {
+        DetectorId::Pii => Box::new(pii::PiiDetector::default()),
+        DetectorId::Secrets => Box::new(secrets::SecretsDetector::default()),
+        DetectorId::PromptInjection => Box::new(injection::PromptInjectionDetector::default()),
+        DetectorId::WebAttack => Box::new(web::WebAttackDetector::default()),
+        DetectorId::Exfiltration => Box::new(exfil::ExfiltrationDetector::default()),
+        DetectorId::InvisibleText => Box::new(invisible::InvisibleTextDetector::default()),
+        DetectorId::Url => Box::new(url::UrlDetector::default()),
+        DetectorId::Custom => return None,
+    })
+}
+
+/// The kinds a built-in detector can report, for validating policies. Empty for
+/// [`DetectorId::Custom`], whose kinds are the policy's own rule names.
+pub fn known_kinds(id: DetectorId) -> &'static [&'static str] {
+    match id {
+        DetectorId::Pii => &[
+            "email",
+            "phone",
+            "credit_card",
+            "us_ssn",
+            "iban",
+            "ip_address",
+        ],
+        DetectorId::Secrets => &[],
+        DetectorId::PromptInjection => &[],
+        DetectorId::WebAttack => &[
+            "sqli",
+            "xss",
+            "command_injection",
+            "path_traversal",
+            "ssrf",
+            "template_injection",
+        ],
+        DetectorId::Exfiltration => &[
+            "markdown_image",
+            "markdown_link",
+            "encoded_blob",
+            "raw_ip_url",
+        ],
+        DetectorId::InvisibleText => &["unicode_tags", "bidi_override", "zero_width"],
+        DetectorId::Url => &["url"],
+        DetectorId::Custom => &[],
+    }
+}
+
 /// A set of detectors run together over one shared normalisation pass.
 #[derive(Debug)]
 pub struct DetectorSet {
@@ -235,15 +284,10 @@ impl DetectorSet {
     /// Every built-in detector with its default options (no custom rules).
     pub fn builtin() -> Self {
         DetectorSet::new(
-            vec![
-                Box::new(pii::PiiDetector::default()),
-                Box::new(secrets::SecretsDetector::default()),
-                Box::new(injection::PromptInjectionDetector::default()),
-                Box::new(web::WebAttackDetector::default()),
-                Box::new(exfil::ExfiltrationDetector::default()),
-                Box::new(invisible::InvisibleTextDetector::default()),
-                Box::new(url::UrlDetector::default()),
-            ],
+            DetectorId::ALL
+                .into_iter()
+                .filter_map(builtin_detector)
+                .collect(),
             NormalizeOptions::default(),
         )
     }

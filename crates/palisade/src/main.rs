@@ -1,1 +1,80 @@
-fn main() {}
+//! `palisade`: the command line.
+//!
+//! Thin by design: each subcommand parses its arguments and calls into the library crates, so
+//! the same code serves the command line, tests and (later) the servers.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod eval;
+mod scan;
+
+/// Palisade: a guardrail gateway for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Scan text or JSON lines with the detectors and a policy; print one JSON verdict per input.
+    Scan(scan::ScanArgs),
+    /// Measure the detectors on labelled corpora: recall, false positives, spans, throughput.
+    Eval(eval::EvalArgs),
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file; print what is wrong with file, line and field.
+    Check {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Print the built-in default configuration.
+    Default,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scan(args) => scan::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Config { command } => match command {
+            ConfigCommand::Check { file } => match palisade_policy::load_file(&file) {
+                Ok(config) => {
+                    let names: Vec<&String> = config.policies.keys().collect();
+                    println!(
+                        "{}: ok ({} policies: {names:?})",
+                        file.display(),
+                        names.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            },
+            ConfigCommand::Default => {
+                print!("{}", palisade_policy::DEFAULT_POLICY_YAML);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Compiled policies and the decision logic.
+//!
+//! A [`CompiledPolicy`] holds, for each [`Direction`], the detectors its rules name (and no
+//! others, so an unused detector costs nothing) and the rules themselves. [`CompiledPolicy::decide`]
+//! turns findings into a [`Decision`]: each finding takes the strongest action among the rules
+//! that cover it (`block` over `redact` over `allow`), findings no rule covers are dropped, and
+//! the verdict is the strongest action taken. The risk score is independent of the rules: a
+//! noisy-OR of severity × confidence over the findings kept, so that many weak signals add up
+//! without ever passing 100.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use palisade_detect::custom::{CustomDetector, CustomLimits};
+use palisade_detect::redact::{Edit, Redaction, Redactor};
+use palisade_detect::{
+    builtin_detector, Detector, DetectorId, DetectorSet, Finding, NormalizeOptions, Severity,
+};
+use serde::Serialize;
+
+use crate::config::{Action, Config, FailureMode, PolicyConfig, RedactionOperator, RuleConfig};
+
+/// Which way the inspected text travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the client: prompts, tool arguments, request bodies. Uses the policy's `input` rules.
+    Request,
+    /// Back to the client: model output, tool results, responses. Uses the `output` rules.
+    Response,
+}
+
+/// A finding that a rule covered, with the action that rule gives it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchedFinding {
+    /// The finding.
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// The action the strongest covering rule gives it.
+    pub action: Action,
+    /// The redaction operator, when the action is `redact`.
+    #[serde(skip)]
+    pub redaction: Option<Redaction>,
+}
+
+/// What a policy makes of a set of findings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The verdict: the strongest action among the matched findings, or `block` when the risk
+    /// score reaches the policy's `block_risk_score`.
+    pub action: Action,
+    /// 0–100.
+    pub risk_score: u8,
+    /// The findings some rule covered, in text order.
+    pub findings: Vec<MatchedFinding>,
+    /// Why, in short sentences (`prompt_injection/instruction_override (high) → block`).
+    pub reasons: Vec<String>,
+}
+
+impl Decision {
+    /// The redaction edits to apply, when the verdict is `redact`.
+    pub fn edits(&self) -> Vec<Edit> {
+        self.findings
+            .iter()
+            .filter_map(|m| {
+                m.redaction.as_ref().map(|r| Edit {
+                    span: m.finding.span,
+                    kind: m.finding.kind.to_string(),
+                    redaction: r.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct DirectionRules {
+    detectors: DetectorSet,
+    rules: Vec<RuleConfig>,
+}
+
+/// One policy, ready to run.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    name: String,
+    failure_mode: FailureMode,
+    request: DirectionRules,
+    response: DirectionRules,
+    block_risk_score: Option<u8>,
+    mask_keep_last: usize,
+    redactor: Redactor,
+}
+
+/// Every policy of a configuration, compiled.
+#[derive(Debug)]
+pub struct CompiledConfig {
+    policies: BTreeMap<String, Arc<CompiledPolicy>>,
+}
+
+impl CompiledConfig {
+    /// Compiles every policy. The configuration must have passed [`crate::load`]'s checks.
+    pub fn new(config: &Config) -> Result<Self, String> {
+        let mut policies = BTreeMap::new();
+        for (name, p) in &config.policies {
+            policies.insert(name.clone(), Arc::new(CompiledPolicy::new(name, p)?));
+        }
+        Ok(CompiledConfig { policies })
+    }
+
+    /// The policy called `name`.
+    pub fn policy(&self, name: &str) -> Option<&Arc<CompiledPolicy>> {
+        self.policies.get(name)
+    }
+
+    /// The names of all policies.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.policies.keys().map(String::as_str)
+    }
+}
+
+fn hash_key(env: &str) -> Vec<u8> {
+    match std::env::var(env) {
+        Ok(v) if !v.is_empty() => v.into_bytes(),
+        _ => {
+            let mut key = Vec::with_capacity(32);
+            for _ in 0..4 {
+                let mut h = RandomState::new().build_hasher();
+                h.write_u64(0x9e37_79b9_7f4a_7c15);
+                key.extend_from_slice(&h.finish().to_le_bytes());
+            }
+            key
+        }
+    }
+}
+
+impl CompiledPolicy {
+    /// Compiles one policy.
+    pub fn new(name: &str, p: &PolicyConfig) -> Result<Self, String> {
+        let normalize = NormalizeOptions {
+            decode: p.normalization.decode,
+            max_decode_depth: p.normalization.max_decode_depth,
+            max_decoded_bytes: p.normalization.max_decoded_bytes,
+            ..NormalizeOptions::default()
+        };
+        let custom_rules: Vec<_> = p.custom.iter().map(|c| c.to_rule()).collect();
+        let build = |rules: &[RuleConfig]| -> Result<DirectionRules, String> {
+            let ids: BTreeSet<DetectorId> = rules.iter().map(|r| r.detector).collect();
+            let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
+            for id in ids {
+                if id == DetectorId::Custom {
+                    let d = CustomDetector::new(&custom_rules, &CustomLimits::default())
+                        .map_err(|e| format!("policy `{name}`: {e}"))?;
+                    if !d.is_empty() {
+                        detectors.push(Box::new(d));
+                    }
+                } else if let Some(d) = builtin_detector(id) {
+                    detectors.push(d);
+                }
+            }
+            Ok(DirectionRules {
+                detectors: DetectorSet::new(detectors, normalize.clone()),
+                rules: rules.to_vec(),
+            })
+        };
+        Ok(CompiledPolicy {
+            name: name.to_owned(),
+            failure_mode: p.failure_mode,
+            request: build(&p.input)?,
+            response: build(&p.output)?,
+            block_risk_score: p.block_risk_score,
+            mask_keep_last: p.redaction.mask_keep_last,
+            redactor: Redactor::new(hash_key(&p.redaction.hash_key_env)),
+        })
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What happens when inspection fails.
+    pub fn failure_mode(&self) -> FailureMode {
+        self.failure_mode
+    }
+
+    /// The detectors that run for `direction`.
+    pub fn detectors(&self, direction: Direction) -> &DetectorSet {
+        &self.side(direction).detectors
+    }
+
+    /// The redactor holding this policy's hash key.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    fn side(&self, direction: Direction) -> &DirectionRules {
+        match direction {
+            Direction::Request => &self.request,
+            Direction::Response => &self.response,
+        }
+    }
+
+    fn redaction(&self, op: Option<RedactionOperator>) -> Redaction {
+        match op.unwrap_or(RedactionOperator::Mask) {
+            RedactionOperator::Mask => Redaction::Mask {
+                keep_last: self.mask_keep_last,
+            },
+            RedactionOperator::Replace => Redaction::Replace,
+            RedactionOperator::Hash => Redaction::Hash,
+            RedactionOperator::Remove => Redaction::Remove,
+            RedactionOperator::Defang => Redaction::Defang,
+        }
+    }
+
+    /// Turns findings into a decision under this policy's rules for `direction`.
+    pub fn decide(&self, direction: Direction, findings: Vec<Finding>) -> Decision {
+        let rules = &self.side(direction).rules;
+        let mut matched = Vec::with_capacity(findings.len());
+        for f in findings {
+            let best = rules
+                .iter()
+                .filter(|r| covers(r, &f))
+                .max_by_key(|r| r.action);
+            if let Some(rule) = best {
+                let redaction =
+                    (rule.action == Action::Redact).then(|| self.redaction(rule.redaction));
+                matched.push(MatchedFinding {
+                    finding: f,
+                    action: rule.action,
+                    redaction,
+                });
+            }
+        }
+        let risk_score = risk_score(matched.iter().map(|m| &m.finding));
+        let mut action = matched
+            .iter()
+            .map(|m| m.action)
+            .max()
+            .unwrap_or(Action::Allow);
+        let mut reasons: Vec<String> = Vec::new();
+        for m in &matched {
+            if m.action == Action::Allow {
+                continue;
+            }
+            let r = format!(
+                "{}/{} ({}) → {}",
+                m.finding.detector,
+                m.finding.kind,
+                m.finding.severity,
+                m.action.as_str()
+            );
+            if !reasons.contains(&r) {
+                reasons.push(r);
+            }
+        }
+        if let Some(limit) = self.block_risk_score {
+            if risk_score >= limit && action != Action::Block {
+                action = Action::Block;
+                reasons.push(format!("risk score {risk_score} ≥ {limit} → block"));
+            }
+        }
+        Decision {
+            action,
+            risk_score,
+            findings: matched,
+            reasons,
+        }
+    }
+}
+
+fn covers(rule: &RuleConfig, f: &Finding) -> bool {
+    rule.detector == f.detector
+        && f.severity >= rule.min_severity
+        && f.confidence >= rule.min_confidence
+        && rule
+            .kinds
+            .as_ref()
+            .is_none_or(|kinds| kinds.iter().any(|k| k == f.kind.as_ref()))
+}
+
+/// A noisy-OR of severity × confidence, 0–100.
+pub fn risk_score<'a>(findings: impl Iterator<Item = &'a Finding>) -> u8 {
+    let mut keep = 1.0f64;
+    for f in findings {
+        let w = match f.severity {
+            Severity::Low => 0.2,
+            Severity::Medium => 0.45,
+            Severity::High => 0.75,
+            Severity::Critical => 0.95,
+        };
+        keep *= 1.0 - w * f64::from(f.confidence.clamp(0.0, 1.0));
+    }
+    ((1.0 - keep) * 100.0).round().clamp(0.0, 100.0) as u8
+}
+
+/// Checks that span several fields. Errors are `(field path, offending value, message)`.
+pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
+    for (name, p) in &config.policies {
+        let custom_names: Vec<&str> = p.custom.iter().map(|c| c.name.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        for (i, c) in p.custom.iter().enumerate() {
+            if !seen.insert(c.name.as_str()) {
+                return Err((
+                    format!("policies.{name}.custom[{i}].name"),
+                    c.name.clone(),
+                    format!("custom rule `{}` is defined twice", c.name),
+                ));
+            }
+        }
+        for (side, rules) in [("input", &p.input), ("output", &p.output)] {
+            for (i, r) in rules.iter().enumerate() {
+                let at = format!("policies.{name}.{side}[{i}]");
+                if !(0.0..=1.0).contains(&r.min_confidence) {
+                    return Err((
+                        format!("{at}.min_confidence"),
+                        r.min_confidence.to_string(),
+                        format!("must be between 0 and 1, not {}", r.min_confidence),
+                    ));
+                }
+                if r.redaction.is_some() && r.action != Action::Redact {
+                    return Err((
+                        format!("{at}.redaction"),
+                        String::new(),
+                        format!(
+                            "a redaction operator needs `action: redact` (this rule says `{}`)",
+                            r.action.as_str()
+                        ),
+                    ));
+                }
+                if let Some(kinds) = &r.kinds {
+                    for k in kinds {
+                        let known = if r.detector == DetectorId::Custom {
+                            custom_names.contains(&k.as_str())
+                        } else {
+                            palisade_detect::known_kinds(r.detector).contains(&k.as_str())
+                        };
+                        if !known {
+                            let choices = if r.detector == DetectorId::Custom {
+                                custom_names.join(", ")
+                            } else {
+                                palisade_detect::known_kinds(r.detector).join(", ")
+                            };
+                            return Err((
+                                format!("{at}.kinds"),
+                                k.clone(),
+                                format!(
+                                    "`{k}` is not a kind of detector `{}`; expected one of: {choices}",
+                                    r.detector
+                                ),
+                            ));
+                        }
+                    }
+                }
+                if r.detector == DetectorId::Custom && p.custom.is_empty() {
+                    return Err((
+                        format!("{at}.detector"),
+                        String::new(),
+                        format!(
+                            "policy `{name}` uses detector `custom` but defines no `custom` rules"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}

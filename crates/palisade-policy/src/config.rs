@@ -1,0 +1,294 @@
+//! The raw configuration model: what a user writes in YAML (or JSON), field for field.
+//!
+//! These structs only describe and parse. Every struct denies unknown fields, so a typo is an
+//! error with its file, line and field path rather than a silently ignored setting. Values that
+//! need checking beyond their type (regexes, keyword lists, kind names) are checked while parsing,
+//! so their errors carry a position too; [`crate::compile`] turns a parsed [`Config`] into the
+//! runtime form.
+
+use std::collections::BTreeMap;
+
+use palisade_detect::custom::{self, CustomLimits};
+use palisade_detect::{DetectorId, Severity};
+use serde::{Deserialize, Serialize};
+
+/// A whole Palisade configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Named policies. A policy called `default` is used wherever none is named; when the file
+    /// defines no `default`, the built-in default policy is added under that name.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+}
+
+/// What to do with each direction of traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// What happens when a step of inspection fails (a detector error, a timeout, an unreadable
+    /// body): `fail_closed` (the default) blocks, `fail_open` lets the traffic through. Either way
+    /// the failure is logged and recorded.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Rules for what the client sends (prompts, tool arguments, request bodies).
+    #[serde(default)]
+    pub input: Vec<RuleConfig>,
+    /// Rules for what comes back (model output, tool results, tool descriptions, responses).
+    #[serde(default)]
+    pub output: Vec<RuleConfig>,
+    /// Keyword lists and regexes, found by the `custom` detector; a rule with
+    /// `detector: custom` acts on them (`kinds` names the custom rules it covers).
+    #[serde(default)]
+    pub custom: Vec<CustomRuleConfig>,
+    /// Score at or above which a verdict is `block` whatever the rules say (0–100). Absent: only
+    /// rules decide.
+    #[serde(default)]
+    pub block_risk_score: Option<u8>,
+    /// Settings of the redaction operators.
+    #[serde(default)]
+    pub redaction: RedactionConfig,
+    /// Limits of the shared normalisation pass.
+    #[serde(default)]
+    pub normalization: NormalizationConfig,
+}
+
+/// What happens when inspection itself fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Block the traffic (the default): nothing passes uninspected.
+    #[default]
+    FailClosed,
+    /// Let the traffic through uninspected, and record that it was.
+    FailOpen,
+}
+
+/// What a rule does with the findings it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Record the finding; let the traffic through unchanged.
+    Allow,
+    /// Rewrite the matched text with the rule's redaction operator.
+    Redact,
+    /// Refuse the traffic.
+    Block,
+}
+
+impl Action {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Redact => "redact",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// One rule: which findings it covers and what to do with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The detector whose findings this rule covers: `pii`, `secrets`, `prompt_injection`,
+    /// `web_attack`, `exfiltration`, `invisible_text`, `url` or `custom`.
+    pub detector: DetectorId,
+    /// Only these kinds of the detector (for `pii`: `email`, `phone`, `credit_card`, `us_ssn`,
+    /// `iban`, `ip_address`, …; for `custom`: rule names). Absent: every kind.
+    #[serde(default, alias = "entities")]
+    pub kinds: Option<Vec<String>>,
+    /// Ignore findings below this severity.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+    /// Ignore findings below this confidence (0–1).
+    #[serde(default)]
+    pub min_confidence: f32,
+    /// What to do with matching findings.
+    pub action: Action,
+    /// How to rewrite matches when `action` is `redact`: `mask`, `replace`, `hash`, `remove` or
+    /// `defang`. Default: `mask`.
+    #[serde(default)]
+    pub redaction: Option<RedactionOperator>,
+}
+
+fn default_min_severity() -> Severity {
+    Severity::Low
+}
+
+/// A redaction operator, as named in rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactionOperator {
+    /// `*******7890`: letters and digits starred, the last `mask_keep_last` kept.
+    Mask,
+    /// `[EMAIL_1]`: a typed placeholder, stable for the same value within one message.
+    Replace,
+    /// `[EMAIL_5c1f0e5a4b]`: a keyed hash, stable for the same value across messages.
+    Hash,
+    /// The value is deleted.
+    Remove,
+    /// `hxxps://evil[.]com`: links made inert.
+    Defang,
+}
+
+/// Settings of the redaction operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// How many trailing letters and digits `mask` keeps (never more than half of a value).
+    #[serde(default = "default_keep_last")]
+    pub mask_keep_last: usize,
+    /// Name of the environment variable holding the key for `hash`. When it is unset, a random key
+    /// is drawn at start, so hash tokens are stable only within one process.
+    #[serde(default = "default_hash_key_env")]
+    pub hash_key_env: String,
+}
+
+fn default_keep_last() -> usize {
+    4
+}
+
+fn default_hash_key_env() -> String {
+    "PALISADE_HASH_KEY".to_owned()
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        RedactionConfig {
+            mask_keep_last: default_keep_last(),
+            hash_key_env: default_hash_key_env(),
+        }
+    }
+}
+
+/// Limits of the shared normalisation pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizationConfig {
+    /// Decode base64, hex, percent-encoding and HTML entities before detecting.
+    #[serde(default = "default_true")]
+    pub decode: bool,
+    /// Levels of nested encoding to peel.
+    #[serde(default = "default_depth")]
+    pub max_decode_depth: u8,
+    /// Total decoded bytes kept per text.
+    #[serde(default = "default_decoded_bytes")]
+    pub max_decoded_bytes: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_depth() -> u8 {
+    2
+}
+
+fn default_decoded_bytes() -> usize {
+    256 * 1024
+}
+
+impl Default for NormalizationConfig {
+    fn default() -> Self {
+        NormalizationConfig {
+            decode: true,
+            max_decode_depth: default_depth(),
+            max_decoded_bytes: default_decoded_bytes(),
+        }
+    }
+}
+
+/// A keyword list or regex for the `custom` detector. Exactly one of `keywords` and `regex`.
+/// Both are checked against the size limits while the file is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawCustomRule")]
+pub struct CustomRuleConfig {
+    /// The rule's name; findings carry it as their kind.
+    pub name: String,
+    /// Severity of a match.
+    pub severity: Severity,
+    /// Words or phrases, matched case- and confusable-insensitively.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<Vec<String>>,
+    /// Only match keywords at word boundaries.
+    pub whole_words: bool,
+    /// A regular expression (Rust `regex` syntax: no look-around or back-references, so matching
+    /// stays linear in the input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomRule {
+    name: String,
+    #[serde(default = "default_custom_severity")]
+    severity: Severity,
+    #[serde(default)]
+    keywords: Option<Vec<String>>,
+    #[serde(default = "default_true")]
+    whole_words: bool,
+    #[serde(default)]
+    regex: Option<String>,
+}
+
+fn default_custom_severity() -> Severity {
+    Severity::High
+}
+
+impl CustomRuleConfig {
+    /// The detector-level rule this config describes.
+    pub fn to_rule(&self) -> custom::CustomRule {
+        let pattern = match (&self.regex, &self.keywords) {
+            (Some(pattern), _) => custom::CustomPattern::Regex {
+                pattern: pattern.clone(),
+            },
+            (None, words) => custom::CustomPattern::Keywords {
+                words: words.clone().unwrap_or_default(),
+                whole_words: self.whole_words,
+            },
+        };
+        custom::CustomRule {
+            name: self.name.clone(),
+            severity: self.severity,
+            pattern,
+        }
+    }
+}
+
+impl TryFrom<RawCustomRule> for CustomRuleConfig {
+    type Error = String;
+
+    fn try_from(raw: RawCustomRule) -> Result<Self, String> {
+        if raw.name.trim().is_empty() {
+            return Err("a custom rule needs a non-empty `name`".into());
+        }
+        let rule = CustomRuleConfig {
+            name: raw.name,
+            severity: raw.severity,
+            keywords: raw.keywords,
+            whole_words: raw.whole_words,
+            regex: raw.regex,
+        };
+        match (&rule.keywords, &rule.regex) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "custom rule `{}` has both `keywords` and `regex`; give one",
+                    rule.name
+                ))
+            }
+            (None, None) => {
+                return Err(format!(
+                    "custom rule `{}` needs `keywords` or `regex`",
+                    rule.name
+                ))
+            }
+            _ => {}
+        }
+        // Compile once here so that a bad pattern is reported with its position in the file.
+        custom::CustomDetector::new(&[rule.to_rule()], &CustomLimits::default())
+            .map_err(|e| e.to_string())?;
+        Ok(rule)
+    }
+}
