@@ -26,6 +26,7 @@ pub mod invisible;
 pub mod normalize;
 pub mod pii;
 pub mod redact;
+pub mod sample;
 pub mod secrets;
 pub mod url;
 pub mod web;

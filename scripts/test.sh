@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need, then runs every check CI runs.
+#
+#   ./scripts/test.sh            # everything
+#   SKIP_INSTALL=1 ./scripts/test.sh   # skip package installation (already done)
+#
+# One release build is shared by the unit tests, the end-to-end tests and the corpus evaluation,
+# so the suite compiles the workspace once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+say() { printf '\n==> %s\n' "$*"; }
+
+install_deps() {
+  # The foundation needs only the Rust toolchain (rustfmt and clippy come with it). Later suites
+  # add their Debian packages and Python/npm clients here, so a fresh machine gets everything.
+  if ! command -v cargo >/dev/null; then
+    echo "cargo is required (https://rustup.rs)" >&2
+    exit 1
+  fi
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+}
+
+[ "${SKIP_INSTALL:-0}" = 1 ] || { say "installing test dependencies"; install_deps; }
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+say "format"
+cargo fmt --all -- --check
+
+say "lint"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+say "unit, data-driven, property and end-to-end tests"
+cargo test --workspace --release
+
+say "benchmarks compile"
+cargo bench --workspace --no-run --quiet
+
+corpora=${PALISADE_CORPORA:-$root/../shared/corpora}
+if [ -f "$corpora/README.md" ]; then
+  say "detection quality on $corpora (targets enforced)"
+  ./target/release/palisade eval --corpora "$corpora" --check
+else
+  echo "no corpora at $corpora: detection-quality targets not checked" >&2
+  if [ "${CI:-}" = true ]; then exit 1; fi
+fi
+
+say "all checks passed"
