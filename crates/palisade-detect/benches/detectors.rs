@@ -23,7 +23,9 @@ fn detectors(c: &mut Criterion) {
             b.iter(|| Normalized::new(black_box(&text), &options))
         });
         for id in DetectorId::ALL {
-            let Some(d) = builtin_detector(id) else { continue };
+            let Some(d) = builtin_detector(id) else {
+                continue;
+            };
             let input = Normalized::new(&text, &options);
             group.bench_function(id.as_str(), |b| {
                 b.iter(|| {
@@ -34,7 +36,9 @@ fn detectors(c: &mut Criterion) {
             });
         }
         let set = DetectorSet::builtin();
-        group.bench_function("full_default_set", |b| b.iter(|| set.scan(black_box(&text))));
+        group.bench_function("full_default_set", |b| {
+            b.iter(|| set.scan(black_box(&text)))
+        });
         group.finish();
     }
 }

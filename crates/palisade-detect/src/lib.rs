@@ -66,6 +66,7 @@ impl Span {
 
 /// How bad a finding is, in increasing order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Worth recording; rarely worth acting on alone.
@@ -99,6 +100,7 @@ impl fmt::Display for Severity {
 /// The built-in detectors. The set is closed: a new kind of detection is a new variant, documented
 /// here, so that policies, metrics and dashboards can name every detector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DetectorId {
     /// Personal data: emails, phone numbers, payment cards, national ids, IBANs, IP addresses.

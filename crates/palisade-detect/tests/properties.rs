@@ -98,5 +98,8 @@ fn no_input_makes_a_scan_super_linear() {
         }
     }
     let realistic = best_of_3(&realistic_text(256 * 1024));
-    assert!(bad.is_empty(), "super-linear inputs: {bad:?} (realistic 256 KiB: {realistic:?})");
+    assert!(
+        bad.is_empty(),
+        "super-linear inputs: {bad:?} (realistic 256 KiB: {realistic:?})"
+    );
 }

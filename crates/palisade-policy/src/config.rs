@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 
 use palisade_detect::custom::{self, CustomLimits};
 use palisade_detect::{DetectorId, Severity};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A whole Palisade configuration file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Named policies. A policy called `default` is used wherever none is named; when the file
@@ -23,7 +24,7 @@ pub struct Config {
 }
 
 /// What to do with each direction of traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// What happens when a step of inspection fails (a detector error, a timeout, an unreadable
@@ -54,7 +55,7 @@ pub struct PolicyConfig {
 }
 
 /// What happens when inspection itself fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Block the traffic (the default): nothing passes uninspected.
@@ -65,7 +66,9 @@ pub enum FailureMode {
 }
 
 /// What a rule does with the findings it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Record the finding; let the traffic through unchanged.
@@ -88,7 +91,7 @@ impl Action {
 }
 
 /// One rule: which findings it covers and what to do with them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// The detector whose findings this rule covers: `pii`, `secrets`, `prompt_injection`,
@@ -117,7 +120,7 @@ fn default_min_severity() -> Severity {
 }
 
 /// A redaction operator, as named in rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RedactionOperator {
     /// `*******7890`: letters and digits starred, the last `mask_keep_last` kept.
@@ -133,7 +136,7 @@ pub enum RedactionOperator {
 }
 
 /// Settings of the redaction operators.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedactionConfig {
     /// How many trailing letters and digits `mask` keeps (never more than half of a value).
@@ -163,7 +166,7 @@ impl Default for RedactionConfig {
 }
 
 /// Limits of the shared normalisation pass.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NormalizationConfig {
     /// Decode base64, hex, percent-encoding and HTML entities before detecting.
@@ -201,7 +204,7 @@ impl Default for NormalizationConfig {
 
 /// A keyword list or regex for the `custom` detector. Exactly one of `keywords` and `regex`.
 /// Both are checked against the size limits while the file is read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, try_from = "RawCustomRule")]
 pub struct CustomRuleConfig {
     /// The rule's name; findings carry it as their kind.
@@ -219,16 +222,25 @@ pub struct CustomRuleConfig {
     pub regex: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A keyword list or regex for the `custom` detector. Exactly one of `keywords` and `regex`.
+/// Both are checked against the size limits (regex: 2048 bytes of source, 1 MiB compiled,
+/// nesting 32; keywords: 10 000 a rule, 256 bytes each) while the file is read.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawCustomRule {
+    /// The rule's name; findings carry it as their kind.
     name: String,
+    /// Severity of a match.
     #[serde(default = "default_custom_severity")]
     severity: Severity,
+    /// Words or phrases, matched case- and confusable-insensitively.
     #[serde(default)]
     keywords: Option<Vec<String>>,
+    /// Only match keywords at word boundaries.
     #[serde(default = "default_true")]
     whole_words: bool,
+    /// A regular expression (Rust `regex` syntax: no look-around or back-references, so matching
+    /// stays linear in the input).
     #[serde(default)]
     regex: Option<String>,
 }

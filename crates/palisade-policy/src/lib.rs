@@ -14,6 +14,7 @@
 pub mod compile;
 pub mod config;
 pub mod load;
+pub mod schema;
 
 pub use compile::{CompiledConfig, CompiledPolicy, Decision, Direction, MatchedFinding};
 pub use config::{Action, Config, FailureMode, PolicyConfig, RedactionOperator, RuleConfig};

@@ -100,6 +100,12 @@ fn parse_raw(src: &str, origin: &str) -> Result<Config, ConfigError> {
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
         }
+        // It may also lead with its own view of the path, which the field already gives.
+        if let Some((head, tail)) = message.split_once(": ") {
+            if !head.contains(' ') && (head.contains('.') || head.contains('[')) {
+                message = tail.to_owned();
+            }
+        }
         ConfigError {
             file: origin.to_owned(),
             line: location.as_ref().map(|l| l.line()),

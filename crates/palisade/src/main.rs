@@ -41,6 +41,8 @@ enum ConfigCommand {
     },
     /// Print the built-in default configuration.
     Default,
+    /// Print the configuration's JSON Schema.
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,14 @@ fn main() -> ExitCode {
                     Ok(ExitCode::from(2))
                 }
             },
+            ConfigCommand::Schema => {
+                let schema = palisade_policy::schema::json_schema();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&schema).unwrap_or_default()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             ConfigCommand::Default => {
                 print!("{}", palisade_policy::DEFAULT_POLICY_YAML);
                 Ok(ExitCode::SUCCESS)

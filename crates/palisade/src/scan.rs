@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use palisade_engine::{Inspector, Verdict};
 use palisade_policy::Direction;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 #[derive(Debug, Args)]
@@ -104,27 +105,46 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
+/// One line of `scan` output, fields in the documented order.
+#[derive(Serialize)]
+struct ScanOutput<'a> {
+    action: &'static str,
+    risk_score: u8,
+    findings: Vec<FindingOutput<'a>>,
+    redacted: Option<String>,
+}
+
+#[derive(Serialize)]
+struct FindingOutput<'a> {
+    detector: &'static str,
+    kind: &'a str,
+    severity: &'static str,
+    confidence: f64,
+    start: usize,
+    end: usize,
+}
+
 fn verdict_json(inspector: &Inspector, policy: &str, text: &str) -> anyhow::Result<Value> {
     let v: Verdict = inspector.inspect_text(policy, Direction::Request, text)?;
-    let findings: Vec<Value> = v
-        .findings
-        .iter()
-        .map(|m| {
-            let f = &m.finding;
-            json!({
-                "detector": f.detector.as_str(),
-                "kind": f.kind,
-                "severity": f.severity.as_str(),
-                "confidence": (f64::from(f.confidence) * 1000.0).round() / 1000.0,
-                "start": f.span.start,
-                "end": f.span.end,
+    let out = ScanOutput {
+        action: v.action.as_str(),
+        risk_score: v.risk_score,
+        findings: v
+            .findings
+            .iter()
+            .map(|m| {
+                let f = &m.finding;
+                FindingOutput {
+                    detector: f.detector.as_str(),
+                    kind: &f.kind,
+                    severity: f.severity.as_str(),
+                    confidence: (f64::from(f.confidence) * 1000.0).round() / 1000.0,
+                    start: f.span.start,
+                    end: f.span.end,
+                }
             })
-        })
-        .collect();
-    Ok(json!({
-        "action": v.action.as_str(),
-        "risk_score": v.risk_score,
-        "findings": findings,
-        "redacted": v.redacted,
-    }))
+            .collect(),
+        redacted: v.redacted.clone(),
+    };
+    Ok(serde_json::to_value(out)?)
 }
