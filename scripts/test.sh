@@ -38,6 +38,9 @@ cargo test --workspace --release
 say "benchmarks compile"
 cargo bench --workspace --no-run --quiet
 
+say "fuzz every parser of untrusted text (coverage-guided, ${FUZZ_SECONDS:-15}s a target)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} ./scripts/fuzz.sh
+
 corpora=${PALISADE_CORPORA:-$root/../shared/corpora}
 if [ -f "$corpora/README.md" ]; then
   say "detection quality on $corpora (targets enforced)"
