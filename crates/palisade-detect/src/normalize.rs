@@ -387,8 +387,14 @@ fn decode_level(
         return;
     }
     let mut found: Vec<(Span, Encoding, String)> = Vec::new();
-    find_base64(text, options.min_base64_len, &mut found);
-    find_hex(text, options.min_hex_len, &mut found);
+    let bytes = text.as_bytes();
+    let (b64_runs, hex_runs) = long_runs(bytes, options.min_base64_len, options.min_hex_len);
+    for (start, end) in b64_runs {
+        decode_base64_run(bytes, start, end, &mut found);
+    }
+    for (start, end) in hex_runs {
+        parse_hex_run(bytes, start, end, options.min_hex_len, &mut found);
+    }
     if memchr::memchr(b'%', text.as_bytes()).is_some() {
         find_escaped(text, b'%', Encoding::Url, percent_decode, &mut found);
     }
@@ -416,37 +422,93 @@ fn decode_level(
     }
 }
 
-fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+const B64: u8 = 1;
+const HEX: u8 = 2;
+const HEXISH: u8 = 4;
+
+/// Byte classes for the decoders' scans, looked up instead of branched on: the scans touch every
+/// byte of every input, so they must cost a cycle or two a byte.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=') {
+            c |= B64;
+        }
+        if b.is_ascii_hexdigit() {
+            c |= HEX | HEXISH;
+        }
+        if matches!(b, b'\\' | b'x' | b'X' | b' ') {
+            c |= HEXISH;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// A byte range `(start, end)` of a candidate run.
+type Run = (usize, usize);
+
+/// Finds, in one pass, every maximal run of base64 characters at least `min_b64` long and every
+/// maximal run of hex-payload characters at least `min_hex` long.
+///
+/// Ordinary text, whose runs are short, costs a couple of cycles a byte: each run start is kept
+/// with a select that compiles to a conditional move, so the loop has no unpredictable branch;
+/// only runs reaching their minimum take the slow path.
+fn long_runs(bytes: &[u8], min_b64: usize, min_hex: usize) -> (Vec<Run>, Vec<Run>) {
+    let (min_b64, min_hex) = (min_b64.max(1), min_hex.max(1));
+    let (mut b64, mut hex) = (Vec::new(), Vec::new());
+    // One past the last byte outside each class.
+    let (mut b64_start, mut hex_start) = (0usize, 0usize);
+    // Runs already reported extend to these ends; later bytes inside them are skipped.
+    let (mut b64_done, mut hex_done) = (0usize, 0usize);
+    let extend = |from: usize, mask: u8| {
+        let mut end = from;
+        while end < bytes.len() && CLASS[bytes[end] as usize] & mask != 0 {
+            end += 1;
+        }
+        end
+    };
+    for (i, &b) in bytes.iter().enumerate() {
+        let class = CLASS[b as usize];
+        b64_start = if class & B64 == 0 { i + 1 } else { b64_start };
+        hex_start = if class & HEXISH == 0 {
+            i + 1
+        } else {
+            hex_start
+        };
+        if i + 1 - b64_start >= min_b64 && i >= b64_done {
+            b64_done = extend(i + 1, B64);
+            b64.push((b64_start, b64_done));
+        }
+        if i + 1 - hex_start >= min_hex && i >= hex_done {
+            hex_done = extend(i + 1, HEXISH);
+            hex.push((hex_start, hex_done));
+        }
+    }
+    (b64, hex)
 }
 
-fn find_base64(text: &str, min_len: usize, found: &mut Vec<(Span, Encoding, String)>) {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !is_b64(bytes[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && is_b64(bytes[i]) {
-            i += 1;
-        }
-        let run = &bytes[start..i];
-        if run.len() < min_len {
-            continue;
-        }
-        let has_upper = run.iter().any(u8::is_ascii_uppercase);
-        let has_lower = run.iter().any(u8::is_ascii_lowercase);
-        let has_digit_or_sym = run
-            .iter()
-            .any(|b| b.is_ascii_digit() || matches!(b, b'+' | b'/' | b'='));
-        if !(has_upper && has_lower) && !(has_digit_or_sym && (has_upper || has_lower)) {
-            continue;
-        }
-        if let Some(decoded) = base64_decode(run).and_then(printable_text) {
-            found.push((Span::new(start, i), Encoding::Base64, decoded));
-        }
+fn decode_base64_run(
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    found: &mut Vec<(Span, Encoding, String)>,
+) {
+    let run = &bytes[start..end];
+    let has_upper = run.iter().any(u8::is_ascii_uppercase);
+    let has_lower = run.iter().any(u8::is_ascii_lowercase);
+    let has_digit_or_sym = run
+        .iter()
+        .any(|b| b.is_ascii_digit() || matches!(b, b'+' | b'/' | b'='));
+    if !(has_upper && has_lower) && !(has_digit_or_sym && (has_upper || has_lower)) {
+        return;
+    }
+    if let Some(decoded) = base64_decode(run).and_then(printable_text) {
+        found.push((Span::new(start, end), Encoding::Base64, decoded));
     }
 }
 
@@ -522,10 +584,15 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
-fn find_hex(text: &str, min_digits: usize, found: &mut Vec<(Span, Encoding, String)>) {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
+fn parse_hex_run(
+    bytes: &[u8],
+    run_start: usize,
+    run_end: usize,
+    min_digits: usize,
+    found: &mut Vec<(Span, Encoding, String)>,
+) {
+    let mut i = run_start;
+    while i < run_end {
         if hex_val(bytes[i]).is_none() && bytes[i] != b'\\' {
             i += 1;
             continue;
@@ -537,12 +604,11 @@ fn find_hex(text: &str, min_digits: usize, found: &mut Vec<(Span, Encoding, Stri
         let mut j = i;
         loop {
             let mut k = j;
-            if bytes.get(k) == Some(&b'\\') && bytes.get(k + 1) == Some(&b'x') {
-                k += 2;
-            } else if bytes.get(k) == Some(&b'0')
+            let escaped = bytes.get(k) == Some(&b'\\') && bytes.get(k + 1) == Some(&b'x');
+            let prefixed = bytes.get(k) == Some(&b'0')
                 && bytes.get(k + 1) == Some(&b'x')
-                && bytes.get(k + 2).and_then(|b| hex_val(*b)).is_some()
-            {
+                && bytes.get(k + 2).and_then(|b| hex_val(*b)).is_some();
+            if escaped || prefixed {
                 k += 2;
             }
             let (Some(h), Some(l)) = (
