@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub mod json;
 pub mod llm;
 pub mod mcp;
+pub mod sse;
 
 /// Which way a body travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
