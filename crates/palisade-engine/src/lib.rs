@@ -11,6 +11,13 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub use body::{BodyVerdict, LocatedFinding};
+pub use palisade_protocol::{Location, Protocol, Role};
+
+pub mod blocked;
+mod body;
+pub mod stream;
+
 use palisade_detect::Finding;
 use palisade_policy::config::{Action, Config, FailureMode};
 use palisade_policy::{CompiledConfig, CompiledPolicy, Decision, Direction, MatchedFinding};
@@ -76,6 +83,23 @@ impl Inspector {
     ) -> Result<Verdict, EngineError> {
         let policy = self.policy(policy)?;
         Ok(inspect_with(policy, direction, text))
+    }
+
+    /// Inspects a body of `protocol` travelling in `direction`: decodes it into parts, runs the
+    /// policy's detectors over each part, decides once for the whole body, and writes redactions
+    /// back in place. `method` is, for an MCP response, the method of the request it answers.
+    pub fn inspect_body(
+        &self,
+        policy: &str,
+        direction: Direction,
+        protocol: Protocol,
+        body: &[u8],
+        method: Option<&str>,
+    ) -> Result<BodyVerdict, EngineError> {
+        let policy = self.policy(policy)?;
+        Ok(body::inspect_body(
+            policy, direction, protocol, body, method,
+        ))
     }
 }
 
@@ -143,6 +167,63 @@ mod tests {
             .inspect_text("p", Direction::Response, "forbidden")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.action, Action::Allow);
+    }
+
+    const BODY_RULES: &str = "policies:\n  p:\n    input:\n      - { detector: custom, kinds: [stop], action: block }\n    output:\n      - { detector: custom, kinds: [ssn], action: redact, redaction: mask }\n    custom:\n      - { name: ssn, regex: '\\b\\d{3}-\\d{2}-\\d{4}\\b' }\n      - { name: stop, keywords: [forbidden] }\n  open:\n    failure_mode: fail_open\n    input:\n      - { detector: custom, action: block }\n    custom:\n      - { name: stop, keywords: [forbidden] }\n";
+
+    #[test]
+    fn body_redaction_keeps_other_bytes_and_locates_findings() {
+        let i = inspector(BODY_RULES);
+        let body = br#"{"jsonrpc":"2.0", "id":7,"result":{"content":[{"type":"text","text":"SSN 078-05-1120"}],"isError":false}}"#;
+        let v = i
+            .inspect_body(
+                "p",
+                Direction::Response,
+                Protocol::Mcp,
+                body,
+                Some("tools/call"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.action, Action::Redact);
+        assert_eq!(
+            v.body.as_deref().map(String::from_utf8_lossy).as_deref(),
+            Some(
+                r#"{"jsonrpc":"2.0", "id":7,"result":{"content":[{"type":"text","text":"SSN ***-**-1120"}],"isError":false}}"#
+            )
+        );
+        assert_eq!(
+            v.findings[0].location,
+            Location::Pointer("/result/content/0/text".into())
+        );
+        assert_eq!(v.findings[0].role, Role::ToolResult);
+        assert_eq!(v.meta.method.as_deref(), Some("tools/call"));
+    }
+
+    #[test]
+    fn body_block_and_failure_modes() {
+        let i = inspector(BODY_RULES);
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"q":"forbidden"}}}"#;
+        let v = i
+            .inspect_body("p", Direction::Request, Protocol::Mcp, call, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.action, Action::Block);
+        assert_eq!(v.meta.tool.as_deref(), Some("x"));
+        let malformed = b"{\"jsonrpc\": \"2.0\", ";
+        let v = i
+            .inspect_body("p", Direction::Request, Protocol::Mcp, malformed, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (v.action, v.failure),
+            (Action::Block, Some(FailureMode::FailClosed))
+        );
+        assert!(v.reasons[0].contains("not valid JSON"), "{:?}", v.reasons);
+        let v = i
+            .inspect_body("open", Direction::Request, Protocol::Mcp, malformed, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (v.action, v.failure),
+            (Action::Allow, Some(FailureMode::FailOpen))
+        );
     }
 
     #[test]

@@ -214,25 +214,42 @@ impl CompiledPolicy {
         }
     }
 
-    /// Turns findings into a decision under this policy's rules for `direction`.
+    /// The action (and redaction) the strongest rule covering `f` gives it, or `None` when no
+    /// rule for `direction` covers it.
+    pub fn classify(
+        &self,
+        direction: Direction,
+        f: &Finding,
+    ) -> Option<(Action, Option<Redaction>)> {
+        let rule = self
+            .side(direction)
+            .rules
+            .iter()
+            .filter(|r| covers(r, f))
+            .max_by_key(|r| r.action)?;
+        let redaction = (rule.action == Action::Redact).then(|| self.redaction(rule.redaction));
+        Some((rule.action, redaction))
+    }
+
+    /// Turns findings into a decision under this policy's rules for `direction`. Findings no rule
+    /// covers are dropped.
     pub fn decide(&self, direction: Direction, findings: Vec<Finding>) -> Decision {
-        let rules = &self.side(direction).rules;
-        let mut matched = Vec::with_capacity(findings.len());
-        for f in findings {
-            let best = rules
-                .iter()
-                .filter(|r| covers(r, &f))
-                .max_by_key(|r| r.action);
-            if let Some(rule) = best {
-                let redaction =
-                    (rule.action == Action::Redact).then(|| self.redaction(rule.redaction));
-                matched.push(MatchedFinding {
-                    finding: f,
-                    action: rule.action,
-                    redaction,
-                });
-            }
-        }
+        let matched = findings
+            .into_iter()
+            .filter_map(|f| {
+                self.classify(direction, &f)
+                    .map(|(action, redaction)| MatchedFinding {
+                        finding: f,
+                        action,
+                        redaction,
+                    })
+            })
+            .collect();
+        self.conclude(matched)
+    }
+
+    /// The verdict, risk score and reasons for findings already classified; their order is kept.
+    pub fn conclude(&self, matched: Vec<MatchedFinding>) -> Decision {
         let risk_score = risk_score(matched.iter().map(|m| &m.finding));
         let mut action = matched
             .iter()

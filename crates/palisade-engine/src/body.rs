@@ -1,0 +1,153 @@
+//! Inspecting whole bodies: decode into parts, detect per part, decide once, write edits back.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use palisade_detect::redact::Edit;
+use palisade_policy::config::{Action, FailureMode};
+use palisade_policy::{CompiledPolicy, Direction, MatchedFinding};
+use palisade_protocol::{decode, write_back, Decoded, Location, Meta, Protocol, Role, Side};
+use serde::Serialize;
+
+/// A finding in a body: which part, where in it, what the policy made of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocatedFinding {
+    /// The finding and its action; its span is a byte range of the part's text.
+    #[serde(flatten)]
+    pub matched: MatchedFinding,
+    /// Where the part is in the body.
+    pub location: Location,
+    /// What the part is.
+    pub role: Role,
+}
+
+/// The outcome of inspecting one body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BodyVerdict {
+    /// `allow`, `redact` or `block`.
+    pub action: Action,
+    /// 0–100.
+    pub risk_score: u8,
+    /// The findings the policy covered, in body order.
+    pub findings: Vec<LocatedFinding>,
+    /// Why, in short sentences.
+    pub reasons: Vec<String>,
+    /// The rewritten body when the action is `redact`; every byte outside the edited strings is
+    /// the original's.
+    #[serde(skip)]
+    pub body: Option<Vec<u8>>,
+    /// What the adapter learned (protocol, method, tool, model).
+    pub meta: Meta,
+    /// Set when inspection failed and the failure mode decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureMode>,
+}
+
+fn side(direction: Direction) -> Side {
+    match direction {
+        Direction::Request => Side::Request,
+        Direction::Response => Side::Response,
+    }
+}
+
+/// Inspects a decoded body under `policy`.
+pub(crate) fn inspect_decoded(
+    policy: &CompiledPolicy,
+    direction: Direction,
+    decoded: &Decoded,
+) -> (palisade_policy::Decision, Vec<(Location, Role)>) {
+    let detectors = policy.detectors(direction);
+    let mut matched = Vec::new();
+    let mut places = Vec::new();
+    for part in &decoded.parts {
+        for f in detectors.scan(&part.text) {
+            if let Some((action, redaction)) = policy.classify(direction, &f) {
+                matched.push(MatchedFinding {
+                    finding: f,
+                    action,
+                    redaction,
+                });
+                places.push((part.location.clone(), part.role));
+            }
+        }
+    }
+    (policy.conclude(matched), places)
+}
+
+/// Decodes, detects, decides and applies. Any failure (an undecodable body, a defect in a
+/// detector) resolves through the policy's failure mode, with a reason saying so.
+pub(crate) fn inspect_body(
+    policy: &CompiledPolicy,
+    direction: Direction,
+    protocol: Protocol,
+    body: &[u8],
+    method: Option<&str>,
+) -> BodyVerdict {
+    let run = catch_unwind(AssertUnwindSafe(|| -> Result<BodyVerdict, String> {
+        let decoded = decode(protocol, side(direction), body, method).map_err(|e| e.to_string())?;
+        let (decision, places) = inspect_decoded(policy, direction, &decoded);
+        let mut rewritten = None;
+        if decision.action == Action::Redact {
+            let mut edits: Vec<(Location, String)> = Vec::new();
+            for part in &decoded.parts {
+                let part_edits: Vec<Edit> = decision
+                    .findings
+                    .iter()
+                    .zip(&places)
+                    .filter(|(_, (loc, _))| *loc == part.location)
+                    .filter_map(|(m, _)| {
+                        m.redaction.as_ref().map(|r| Edit {
+                            span: m.finding.span,
+                            kind: m.finding.kind.to_string(),
+                            redaction: r.clone(),
+                        })
+                    })
+                    .collect();
+                if !part_edits.is_empty() {
+                    edits.push((
+                        part.location.clone(),
+                        policy.redactor().apply(&part.text, &part_edits),
+                    ));
+                }
+            }
+            rewritten = Some(write_back(body, &edits).map_err(|e| e.to_string())?);
+        }
+        let findings = decision
+            .findings
+            .into_iter()
+            .zip(places)
+            .map(|(matched, (location, role))| LocatedFinding {
+                matched,
+                location,
+                role,
+            })
+            .collect();
+        Ok(BodyVerdict {
+            action: decision.action,
+            risk_score: decision.risk_score,
+            findings,
+            reasons: decision.reasons,
+            body: rewritten,
+            meta: decoded.meta,
+            failure: None,
+        })
+    }));
+    let problem = match run {
+        Ok(Ok(v)) => return v,
+        Ok(Err(e)) => e,
+        Err(_) => "inspection failed".to_owned(),
+    };
+    let mode = policy.failure_mode();
+    let (action, what) = match mode {
+        FailureMode::FailClosed => (Action::Block, "blocked (fail_closed)"),
+        FailureMode::FailOpen => (Action::Allow, "allowed uninspected (fail_open)"),
+    };
+    BodyVerdict {
+        action,
+        risk_score: 0,
+        findings: Vec::new(),
+        reasons: vec![format!("{problem}; {what}")],
+        body: None,
+        meta: Meta::default(),
+        failure: Some(mode),
+    }
+}

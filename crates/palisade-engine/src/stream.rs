@@ -1,0 +1,519 @@
+//! Streams inspected as they flow: SSE (MCP streamable HTTP, OpenAI, Anthropic, Gemini, Cohere)
+//! and newline-delimited JSON.
+//!
+//! Each unit of the stream (an SSE event or an NDJSON line) is decoded with the protocol adapter,
+//! and the texts it carries (model output deltas, tool-call argument deltas, tool results) are
+//! appended to one running text. After every unit the detectors run over a **window**: the text
+//! not yet sent plus an **overlap** of the text already sent (`overlap_bytes`), so a secret or an
+//! SSN split across two, three or twenty chunks is seen whole.
+//!
+//! Units are held back until the text they carry ends at least `hold_bytes` before the end of
+//! what has arrived. Any value that *starts* in held text can still be redacted or blocked when
+//! its end arrives; that is the delay the stream pays, bounded by `hold_bytes` of text (and, in
+//! time, by the gateway calling [`StreamInspector::flush`] when the upstream goes idle).
+//!
+//! # What cannot be retracted
+//!
+//! Bytes already sent to the client are gone. Concretely:
+//! - a value that starts in text already flushed (more than `hold_bytes` before the end of the
+//!   stream so far when it is completed) is redacted only from its first unsent byte on; its sent
+//!   beginning stays with the client;
+//! - a block ends the stream with a protocol error event, but what was flushed before it stays;
+//!   held units are dropped, never sent;
+//! - [`StreamInspector::flush`] sends held units early, so a value completed after an idle flush is
+//!   redacted only from its first unsent byte.
+//!
+//! Units with no text (role headers, `[DONE]`, keep-alive comments) keep their place in order and
+//! are sent unchanged; units nobody edited are sent as their exact original bytes; an edited unit
+//! is re-encoded with the same event fields and only the edited JSON strings changed.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use palisade_detect::redact::{Edit, Redaction};
+use palisade_detect::{Finding, Span};
+use palisade_policy::config::Action;
+use palisade_policy::{CompiledPolicy, Direction, MatchedFinding};
+use palisade_protocol::sse::{NdjsonDecoder, SseDecoder, SseEvent, StreamError};
+use palisade_protocol::{decode, write_back, Location, Protocol, Role, Side};
+
+use crate::blocked::block_event;
+use crate::body::LocatedFinding;
+
+/// How a stream is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `text/event-stream`.
+    Sse,
+    /// `application/x-ndjson` and friends: one JSON document a line.
+    Ndjson,
+}
+
+/// Window sizes of a stream inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Text held back from the client so a value starting in it can still be redacted.
+    pub hold_bytes: usize,
+    /// Text already sent that is scanned again with new text, so values split across units are
+    /// seen whole.
+    pub overlap_bytes: usize,
+    /// Largest single event or line accepted.
+    pub max_event_bytes: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            hold_bytes: 128,
+            overlap_bytes: 512,
+            max_event_bytes: 4 << 20,
+        }
+    }
+}
+
+/// What to send to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamOutput {
+    /// Bytes to forward, in order.
+    Data(Vec<u8>),
+    /// The stream was blocked: send these bytes (a protocol error event), then end the stream.
+    Blocked(Vec<u8>),
+}
+
+enum Unit {
+    Sse(SseEvent),
+    Line(Vec<u8>),
+}
+
+struct Piece {
+    pointer: String,
+    role: Role,
+    range: Range<usize>,
+}
+
+struct Pending {
+    unit: Unit,
+    /// The JSON document the unit carries (SSE data or the line).
+    json: Option<Vec<u8>>,
+    pieces: Vec<Piece>,
+}
+
+struct Redact {
+    range: Range<usize>,
+    kind: String,
+    redaction: Redaction,
+    /// The replacement for the whole value, computed when its first byte is flushed.
+    replacement: Option<String>,
+    /// Whether a placeholder of a different length than the value has been sent already.
+    placed: bool,
+}
+
+/// Inspects one stream. See the module documentation.
+pub struct StreamInspector<'p> {
+    policy: &'p CompiledPolicy,
+    direction: Direction,
+    protocol: Protocol,
+    method: Option<String>,
+    request_id: String,
+    mcp_id: Option<String>,
+    framing: Framing,
+    limits: StreamLimits,
+    sse: SseDecoder,
+    ndjson: NdjsonDecoder,
+    /// The running text from absolute offset `base` on.
+    text: String,
+    base: usize,
+    /// Absolute offset up to which text has been sent.
+    flushed: usize,
+    pending: VecDeque<Pending>,
+    redactions: Vec<Redact>,
+    findings: Vec<LocatedFinding>,
+    reasons: Vec<String>,
+    blocked: bool,
+}
+
+impl std::fmt::Debug for StreamInspector<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamInspector")
+            .field("protocol", &self.protocol)
+            .field("flushed", &self.flushed)
+            .field("pending", &self.pending.len())
+            .field("blocked", &self.blocked)
+            .finish()
+    }
+}
+
+impl<'p> StreamInspector<'p> {
+    /// A new inspection of a stream travelling in `direction`. `method` is the MCP method of the
+    /// request the stream answers; `mcp_id` its JSON-RPC id (as JSON text), used in a block.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        policy: &'p CompiledPolicy,
+        direction: Direction,
+        protocol: Protocol,
+        framing: Framing,
+        limits: StreamLimits,
+        request_id: impl Into<String>,
+        method: Option<String>,
+        mcp_id: Option<String>,
+    ) -> Self {
+        StreamInspector {
+            policy,
+            direction,
+            protocol,
+            method,
+            request_id: request_id.into(),
+            mcp_id,
+            framing,
+            limits,
+            sse: SseDecoder::new(limits.max_event_bytes),
+            ndjson: NdjsonDecoder::new(limits.max_event_bytes),
+            text: String::new(),
+            base: 0,
+            flushed: 0,
+            pending: VecDeque::new(),
+            redactions: Vec::new(),
+            findings: Vec::new(),
+            reasons: Vec::new(),
+            blocked: false,
+        }
+    }
+
+    /// Every finding so far (spans are byte ranges of the stream's running text).
+    pub fn findings(&self) -> &[LocatedFinding] {
+        &self.findings
+    }
+
+    /// Why the stream was blocked or redacted.
+    pub fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+
+    /// Whether the stream was blocked.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Feeds bytes from upstream; returns what to send now.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<StreamOutput>, StreamError> {
+        if self.blocked {
+            return Ok(Vec::new());
+        }
+        let units: Vec<Unit> = match self.framing {
+            Framing::Sse => self.sse.push(chunk)?.into_iter().map(Unit::Sse).collect(),
+            Framing::Ndjson => self
+                .ndjson
+                .push(chunk)?
+                .into_iter()
+                .map(Unit::Line)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for unit in units {
+            self.add(unit);
+            if let Some(b) = self.scan() {
+                out.push(b);
+                return Ok(out);
+            }
+        }
+        self.emit(false, &mut out);
+        Ok(out)
+    }
+
+    /// Sends everything held now (the upstream went idle). Values completed later are redacted
+    /// only from their first unsent byte.
+    pub fn flush(&mut self) -> Vec<StreamOutput> {
+        let mut out = Vec::new();
+        if !self.blocked {
+            self.emit(true, &mut out);
+        }
+        out
+    }
+
+    /// The upstream ended: decode what is left, scan once more, send everything.
+    pub fn finish(&mut self) -> Result<Vec<StreamOutput>, StreamError> {
+        if self.blocked {
+            return Ok(Vec::new());
+        }
+        let last = match self.framing {
+            Framing::Sse => self.sse.finish()?.map(Unit::Sse),
+            Framing::Ndjson => self.ndjson.finish().map(Unit::Line),
+        };
+        let mut out = Vec::new();
+        if let Some(unit) = last {
+            self.add(unit);
+            if let Some(b) = self.scan() {
+                out.push(b);
+                return Ok(out);
+            }
+        }
+        self.emit(true, &mut out);
+        Ok(out)
+    }
+
+    fn end(&self) -> usize {
+        self.base + self.text.len()
+    }
+
+    fn add(&mut self, unit: Unit) {
+        let json: Option<Vec<u8>> = match &unit {
+            Unit::Sse(ev) if ev.has_data && ev.data.trim() != "[DONE]" => {
+                Some(ev.data.clone().into_bytes())
+            }
+            Unit::Line(line) if !line.iter().all(u8::is_ascii_whitespace) => Some(line.clone()),
+            _ => None,
+        };
+        let mut pieces = Vec::new();
+        if let Some(doc) = &json {
+            let side = match self.direction {
+                Direction::Request => Side::Request,
+                Direction::Response => Side::Response,
+            };
+            // Undecodable units (not JSON) pass through: streams carry keep-alives and vendor
+            // events, and a malformed event is the client's to reject.
+            if let Ok(decoded) = decode(self.protocol, side, doc, self.method.as_deref()) {
+                for part in decoded.parts {
+                    let Location::Pointer(pointer) = part.location else {
+                        continue;
+                    };
+                    let start = self.end();
+                    self.text.push_str(&part.text);
+                    pieces.push(Piece {
+                        pointer,
+                        role: part.role,
+                        range: start..self.end(),
+                    });
+                }
+            }
+        }
+        self.pending.push_back(Pending { unit, json, pieces });
+    }
+
+    /// Scans the window; records findings; returns the block event if the stream must end.
+    fn scan(&mut self) -> Option<StreamOutput> {
+        let window_start = self
+            .flushed
+            .saturating_sub(self.limits.overlap_bytes)
+            .max(self.base);
+        let mut from = window_start - self.base;
+        while !self.text.is_char_boundary(from) {
+            from += 1;
+        }
+        if from >= self.text.len() {
+            return None;
+        }
+        let window = &self.text[from..];
+        let offset = self.base + from;
+        let found: Vec<Finding> = self.policy.detectors(self.direction).scan(window);
+        for f in found {
+            let abs = (offset + f.span.start)..(offset + f.span.end);
+            if abs.end <= self.flushed {
+                continue;
+            }
+            let Some((action, redaction)) = self.policy.classify(self.direction, &f) else {
+                continue;
+            };
+            // The same value is seen again on every rescan, growing as it arrives.
+            let role = self.role_at(abs.start);
+            let known = self.findings.iter_mut().find(|l| {
+                l.matched.finding.detector == f.detector
+                    && l.matched.finding.kind == f.kind
+                    && l.matched.finding.span.start == abs.start
+            });
+            let located = LocatedFinding {
+                matched: MatchedFinding {
+                    finding: Finding {
+                        span: Span::new(abs.start, abs.end),
+                        ..f.clone()
+                    },
+                    action,
+                    redaction: redaction.clone(),
+                },
+                location: Location::Body,
+                role,
+            };
+            match known {
+                Some(k) => *k = located,
+                None => self.findings.push(located),
+            }
+            match action {
+                Action::Block => {
+                    self.blocked = true;
+                    let reason = format!("{}/{} ({}) → block", f.detector, f.kind, f.severity);
+                    self.reasons.push(reason);
+                    self.pending.clear();
+                    return Some(StreamOutput::Blocked(block_event(
+                        self.protocol,
+                        &self.request_id,
+                        &self.reasons,
+                        self.mcp_id.as_deref(),
+                    )));
+                }
+                Action::Redact => {
+                    let Some(redaction) = redaction else { continue };
+                    let reason = format!("{}/{} ({}) → redact", f.detector, f.kind, f.severity);
+                    if !self.reasons.contains(&reason) {
+                        self.reasons.push(reason);
+                    }
+                    match self
+                        .redactions
+                        .iter_mut()
+                        .find(|r| r.range.start == abs.start && r.kind == f.kind)
+                    {
+                        Some(r) if r.replacement.is_none() => {
+                            r.range.end = r.range.end.max(abs.end)
+                        }
+                        Some(_) => {}
+                        None => self.redactions.push(Redact {
+                            range: abs,
+                            kind: f.kind.to_string(),
+                            redaction,
+                            replacement: None,
+                            placed: false,
+                        }),
+                    }
+                }
+                Action::Allow => {}
+            }
+        }
+        None
+    }
+
+    fn role_at(&self, at: usize) -> Role {
+        self.pending
+            .iter()
+            .flat_map(|p| p.pieces.iter())
+            .find(|p| p.range.contains(&at))
+            .map_or(Role::ModelOutput, |p| p.role)
+    }
+
+    /// Sends every unit whose text ends before the hold (all of them when `all`).
+    fn emit(&mut self, all: bool, out: &mut Vec<StreamOutput>) {
+        let safe_end = if all {
+            self.end()
+        } else {
+            self.end().saturating_sub(self.limits.hold_bytes)
+        };
+        while let Some(front) = self.pending.front() {
+            let last = front
+                .pieces
+                .iter()
+                .map(|p| p.range.end)
+                .max()
+                .unwrap_or(self.flushed);
+            if last > safe_end {
+                break;
+            }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            out.push(StreamOutput::Data(self.render(p)));
+            self.flushed = self.flushed.max(last);
+        }
+        // Keep only the overlap of sent text.
+        let keep_from = self.flushed.saturating_sub(self.limits.overlap_bytes);
+        if keep_from > self.base + 4096 {
+            let mut cut = keep_from - self.base;
+            while !self.text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.drain(..cut);
+            self.base += cut;
+        }
+        self.redactions.retain(|r| r.range.end > self.flushed);
+    }
+
+    /// The bytes of one unit, with redactions applied to its pieces.
+    fn render(&mut self, p: Pending) -> Vec<u8> {
+        let mut edits: Vec<(Location, String)> = Vec::new();
+        for piece in &p.pieces {
+            let mut touched = false;
+            let mut new_text = String::new();
+            let mut pos = piece.range.start;
+            let mut hits: Vec<usize> = (0..self.redactions.len())
+                .filter(|&i| {
+                    let r = &self.redactions[i].range;
+                    r.start < piece.range.end && piece.range.start < r.end
+                })
+                .collect();
+            hits.sort_by_key(|&i| self.redactions[i].range.start);
+            for i in hits {
+                let r_range = self.redactions[i].range.clone();
+                let from = r_range.start.max(pos);
+                let to = r_range.end.min(piece.range.end);
+                if from >= to {
+                    continue;
+                }
+                new_text.push_str(self.slice(pos, from));
+                let replacement = self.replacement(i);
+                let value_len = r_range.end - r_range.start;
+                if replacement.len() == value_len
+                    && replacement.is_char_boundary(from - r_range.start)
+                    && replacement.is_char_boundary(to - r_range.start)
+                {
+                    // Same length (a mask): each piece gets its own slice.
+                    new_text.push_str(&replacement[from - r_range.start..to - r_range.start]);
+                } else if !self.redactions[i].placed {
+                    // The piece holding the value's first unsent byte carries the placeholder;
+                    // the rest of the value is dropped from later pieces.
+                    new_text.push_str(&replacement);
+                    self.redactions[i].placed = true;
+                }
+                pos = to;
+                touched = true;
+            }
+            if touched {
+                new_text.push_str(self.slice(pos, piece.range.end));
+                edits.push((Location::Pointer(piece.pointer.clone()), new_text));
+            }
+        }
+        if edits.is_empty() {
+            return match p.unit {
+                Unit::Sse(ev) => ev.raw,
+                Unit::Line(line) => line,
+            };
+        }
+        let Some(doc) = p.json else {
+            return Vec::new();
+        };
+        let rewritten = write_back(&doc, &edits).unwrap_or(doc);
+        match p.unit {
+            Unit::Sse(mut ev) => {
+                ev.data = String::from_utf8(rewritten).unwrap_or_default();
+                ev.encode()
+            }
+            Unit::Line(line) => {
+                let mut out = rewritten;
+                if line.ends_with(b"\n") {
+                    out.push(b'\n');
+                }
+                out
+            }
+        }
+    }
+
+    fn slice(&self, from: usize, to: usize) -> &str {
+        let a = from.saturating_sub(self.base);
+        let b = to.saturating_sub(self.base);
+        self.text.get(a..b).unwrap_or("")
+    }
+
+    fn replacement(&mut self, i: usize) -> String {
+        if let Some(r) = &self.redactions[i].replacement {
+            return r.clone();
+        }
+        let range = self.redactions[i].range.clone();
+        let value = self.slice(range.start, range.end).to_owned();
+        let edit = Edit {
+            span: Span::new(0, value.len()),
+            kind: self.redactions[i].kind.clone(),
+            redaction: self.redactions[i].redaction.clone(),
+        };
+        let replacement = self.policy.redactor().apply(&value, &[edit]);
+        self.redactions[i].replacement = Some(replacement.clone());
+        replacement
+    }
+}
+
+#[cfg(test)]
+mod tests;
