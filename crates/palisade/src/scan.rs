@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use palisade_engine::{Inspector, Verdict};
+use clap::ValueEnum;
+use palisade_engine::{Inspector, Location, Protocol};
 use palisade_policy::Direction;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -23,12 +24,55 @@ pub struct ScanArgs {
     /// Treat the input as JSON lines and scan the string at `--field` of each.
     #[arg(long)]
     jsonl: bool,
-    /// With `--jsonl`, the field holding the text.
+    /// With `--jsonl`, the field holding the text (or, with `--protocol`, the raw body).
     #[arg(long, default_value = "text")]
     field: String,
+    /// How to read each input: `text` scans it whole; the others decode the body into parts
+    /// (prompts, tool arguments, tool results, …) and report where each finding is.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Text)]
+    protocol: ProtocolArg,
+    /// Which way the input travels: `request` applies the policy's input rules, `response` its
+    /// output rules.
+    #[arg(long, value_enum, default_value_t = DirectionArg::Request)]
+    direction: DirectionArg,
     /// Input file, or `-` for standard input.
     #[arg(default_value = "-")]
     input: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProtocolArg {
+    Auto,
+    Text,
+    Json,
+    Mcp,
+    Openai,
+    Anthropic,
+    Gemini,
+    Cohere,
+    Bedrock,
+}
+
+impl ProtocolArg {
+    fn protocol(self) -> Protocol {
+        match self {
+            ProtocolArg::Auto => Protocol::Auto,
+            ProtocolArg::Text => Protocol::Text,
+            ProtocolArg::Json => Protocol::Json,
+            ProtocolArg::Mcp => Protocol::Mcp,
+            ProtocolArg::Openai => Protocol::Openai,
+            ProtocolArg::Anthropic => Protocol::Anthropic,
+            ProtocolArg::Gemini => Protocol::Gemini,
+            ProtocolArg::Cohere => Protocol::Cohere,
+            ProtocolArg::Bedrock => Protocol::Bedrock,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DirectionArg {
+    Request,
+    Response,
 }
 
 pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
@@ -60,7 +104,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let value = match text_of_line(trimmed, &args.field) {
-                Ok(text) => verdict_json(&inspector, &args.policy, &text)?,
+                Ok(text) => verdict_json(&inspector, args, &text)?,
                 Err(message) => json!({ "error": message, "line": n }),
             };
             serde_json::to_writer(&mut out, &value)?;
@@ -70,7 +114,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
         let mut bytes = Vec::new();
         BufReader::new(reader).read_to_end(&mut bytes)?;
         let value = match String::from_utf8(bytes) {
-            Ok(text) => verdict_json(&inspector, &args.policy, &text)?,
+            Ok(text) => verdict_json(&inspector, args, &text)?,
             Err(e) => {
                 json!({ "error": format!("input is not UTF-8 (at byte {})", e.utf8_error().valid_up_to()) })
             }
@@ -122,29 +166,80 @@ struct FindingOutput<'a> {
     confidence: f64,
     start: usize,
     end: usize,
+    /// With `--protocol`: the JSON Pointer of the part, and the part's role. Offsets are then
+    /// byte offsets into that part's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
 }
 
-fn verdict_json(inspector: &Inspector, policy: &str, text: &str) -> anyhow::Result<Value> {
-    let v: Verdict = inspector.inspect_text(policy, Direction::Request, text)?;
-    let out = ScanOutput {
-        action: v.action.as_str(),
-        risk_score: v.risk_score,
-        findings: v
-            .findings
-            .iter()
-            .map(|m| {
-                let f = &m.finding;
-                FindingOutput {
-                    detector: f.detector.as_str(),
-                    kind: &f.kind,
-                    severity: f.severity.as_str(),
-                    confidence: (f64::from(f.confidence) * 1000.0).round() / 1000.0,
-                    start: f.span.start,
-                    end: f.span.end,
-                }
-            })
-            .collect(),
-        redacted: v.redacted.clone(),
+fn finding<'a>(
+    f: &'a palisade_detect::Finding,
+    location: Option<String>,
+    role: Option<String>,
+) -> FindingOutput<'a> {
+    FindingOutput {
+        detector: f.detector.as_str(),
+        kind: &f.kind,
+        severity: f.severity.as_str(),
+        confidence: (f64::from(f.confidence) * 1000.0).round() / 1000.0,
+        start: f.span.start,
+        end: f.span.end,
+        location,
+        role,
+    }
+}
+
+fn verdict_json(inspector: &Inspector, args: &ScanArgs, text: &str) -> anyhow::Result<Value> {
+    let direction = match args.direction {
+        DirectionArg::Request => Direction::Request,
+        DirectionArg::Response => Direction::Response,
     };
-    Ok(serde_json::to_value(out)?)
+    let protocol = args.protocol.protocol();
+    let out = if protocol == Protocol::Text {
+        let v = inspector.inspect_text(&args.policy, direction, text)?;
+        serde_json::to_value(ScanOutput {
+            action: v.action.as_str(),
+            risk_score: v.risk_score,
+            findings: v
+                .findings
+                .iter()
+                .map(|m| finding(&m.finding, None, None))
+                .collect(),
+            redacted: v.redacted.clone(),
+        })?
+    } else {
+        let v = inspector.inspect_body(&args.policy, direction, protocol, text.as_bytes(), None)?;
+        let mut value = serde_json::to_value(ScanOutput {
+            action: v.action.as_str(),
+            risk_score: v.risk_score,
+            findings: v
+                .findings
+                .iter()
+                .map(|l| {
+                    let location = match &l.location {
+                        Location::Pointer(p) => p.clone(),
+                        Location::Body => String::new(),
+                    };
+                    let role = serde_json::to_value(l.role)
+                        .ok()
+                        .and_then(|r| r.as_str().map(str::to_owned));
+                    finding(&l.matched.finding, Some(location), role)
+                })
+                .collect(),
+            redacted: v
+                .body
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        })?;
+        if let (Some(reason), Some(obj)) = (
+            v.failure.map(|_| v.reasons.join("; ")),
+            value.as_object_mut(),
+        ) {
+            obj.insert("error".to_owned(), json!(reason));
+        }
+        value
+    };
+    Ok(out)
 }
