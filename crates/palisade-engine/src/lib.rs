@@ -66,6 +66,14 @@ impl Inspector {
         })
     }
 
+    /// The policy called `name`, shared, for work that outlives a borrow (streams).
+    pub fn policy_arc(&self, name: &str) -> Result<std::sync::Arc<CompiledPolicy>, EngineError> {
+        self.config
+            .policy(name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownPolicy(name.to_owned()))
+    }
+
     /// The policy called `name`.
     pub fn policy(&self, name: &str) -> Result<&CompiledPolicy, EngineError> {
         self.config

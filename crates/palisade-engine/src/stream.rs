@@ -29,6 +29,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 use palisade_detect::redact::{Edit, Redaction};
 use palisade_detect::{Finding, Span};
@@ -109,8 +110,8 @@ struct Redact {
 }
 
 /// Inspects one stream. See the module documentation.
-pub struct StreamInspector<'p> {
-    policy: &'p CompiledPolicy,
+pub struct StreamInspector {
+    policy: Arc<CompiledPolicy>,
     direction: Direction,
     protocol: Protocol,
     method: Option<String>,
@@ -132,7 +133,7 @@ pub struct StreamInspector<'p> {
     blocked: bool,
 }
 
-impl std::fmt::Debug for StreamInspector<'_> {
+impl std::fmt::Debug for StreamInspector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamInspector")
             .field("protocol", &self.protocol)
@@ -143,12 +144,12 @@ impl std::fmt::Debug for StreamInspector<'_> {
     }
 }
 
-impl<'p> StreamInspector<'p> {
+impl StreamInspector {
     /// A new inspection of a stream travelling in `direction`. `method` is the MCP method of the
     /// request the stream answers; `mcp_id` its JSON-RPC id (as JSON text), used in a block.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        policy: &'p CompiledPolicy,
+        policy: Arc<CompiledPolicy>,
         direction: Direction,
         protocol: Protocol,
         framing: Framing,

@@ -314,6 +314,63 @@ pub fn risk_score<'a>(findings: impl Iterator<Item = &'a Finding>) -> u8 {
 
 /// Checks that span several fields. Errors are `(field path, offending value, message)`.
 pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
+    if config.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err((
+            "listen".into(),
+            config.listen.clone(),
+            format!(
+                "`{}` is not an address such as 127.0.0.1:8080",
+                config.listen
+            ),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (i, r) in config.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        if !names.insert(r.name.as_str()) {
+            return Err((
+                format!("{at}.name"),
+                r.name.clone(),
+                format!("route `{}` is defined twice", r.name),
+            ));
+        }
+        if !r.path_prefix.starts_with('/') {
+            return Err((
+                format!("{at}.path_prefix"),
+                r.path_prefix.clone(),
+                "must start with `/`".into(),
+            ));
+        }
+        if r.path_prefix.starts_with("/proxy/") || r.path_prefix == "/proxy" {
+            return Err((
+                format!("{at}.path_prefix"),
+                r.path_prefix.clone(),
+                "`/proxy` is the generic proxy's".into(),
+            ));
+        }
+        let scheme_ok = r.upstream.starts_with("http://") || r.upstream.starts_with("https://");
+        if !scheme_ok || r.upstream.len() <= "https://".len() {
+            return Err((
+                format!("{at}.upstream"),
+                r.upstream.clone(),
+                format!("`{}` is not an http:// or https:// URL", r.upstream),
+            ));
+        }
+        if !config.policies.contains_key(&r.policy) {
+            return Err((
+                format!("{at}.policy"),
+                r.policy.clone(),
+                format!("no policy called `{}`", r.policy),
+            ));
+        }
+    }
+    if !config.policies.contains_key(&config.proxy.policy) {
+        return Err((
+            "proxy.policy".into(),
+            config.proxy.policy.clone(),
+            format!("no policy called `{}`", config.proxy.policy),
+        ));
+    }
     for (name, p) in &config.policies {
         let custom_names: Vec<&str> = p.custom.iter().map(|c| c.name.as_str()).collect();
         let mut seen = BTreeSet::new();

@@ -17,10 +17,264 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Address the proxy listens on (`palisade serve`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Named routes: requests whose path starts with a route's `path_prefix` go to its upstream.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// The generic proxy, `/proxy/{scheme}/{host}/{path}`.
+    #[serde(default)]
+    pub proxy: GenericProxyConfig,
+    /// Timeouts towards upstreams.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Body size limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// TLS towards upstreams.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// How streamed responses are inspected.
+    #[serde(default)]
+    pub streaming: StreamingConfig,
     /// Named policies. A policy called `default` is used wherever none is named; when the file
     /// defines no `default`, the built-in default policy is added under that name.
     #[serde(default)]
     pub policies: BTreeMap<String, PolicyConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            routes: Vec::new(),
+            proxy: GenericProxyConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            limits: LimitsConfig::default(),
+            tls: TlsConfig::default(),
+            streaming: StreamingConfig::default(),
+            policies: BTreeMap::new(),
+        }
+    }
+}
+
+/// One named route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The route's name, used in logs, metrics and records.
+    pub name: String,
+    /// Requests whose path starts with this prefix take this route; the rest of the path is
+    /// appended to the upstream URL. The longest matching prefix wins.
+    pub path_prefix: String,
+    /// The upstream base URL (`http://` or `https://`).
+    pub upstream: String,
+    /// How bodies are read.
+    #[serde(default)]
+    pub protocol: RouteProtocol,
+    /// `enforce` checks before forwarding; `monitor` forwards at once and inspects a copy.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The policy to apply.
+    #[serde(default = "default_policy_name")]
+    pub policy: String,
+    /// What happens when inspection fails on this route. Absent: the policy's failure mode.
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
+}
+
+fn default_policy_name() -> String {
+    "default".to_owned()
+}
+
+/// The generic proxy, `/proxy/{scheme}/{host}/{path}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenericProxyConfig {
+    /// Serve `/proxy/…` at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Upstream hosts the generic proxy may reach (`host` or `host:port`; `*.example.com`
+    /// matches sub-domains). Empty: any host.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// How bodies are read.
+    #[serde(default)]
+    pub protocol: RouteProtocol,
+    /// `enforce` or `monitor`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The policy to apply.
+    #[serde(default = "default_policy_name")]
+    pub policy: String,
+    /// What happens when inspection fails. Absent: the policy's failure mode.
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
+}
+
+impl Default for GenericProxyConfig {
+    fn default() -> Self {
+        GenericProxyConfig {
+            enabled: true,
+            allowed_hosts: Vec::new(),
+            protocol: RouteProtocol::default(),
+            mode: Mode::default(),
+            policy: default_policy_name(),
+            failure_mode: None,
+        }
+    }
+}
+
+/// How a route's bodies are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteProtocol {
+    /// From the path and the body's shape (the default).
+    #[default]
+    Auto,
+    /// MCP JSON-RPC over streamable HTTP or SSE.
+    Mcp,
+    /// OpenAI Chat Completions / Responses (also Azure OpenAI, Kong `llm/v1/chat`).
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Gemini.
+    Gemini,
+    /// Cohere v2 chat.
+    Cohere,
+    /// Bedrock Converse.
+    Bedrock,
+    /// Any HTTP API: JSON bodies by string values, other text whole.
+    Http,
+}
+
+/// Whether a route may change or delay traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Check the request before forwarding and the response before returning it (the default).
+    #[default]
+    Enforce,
+    /// Forward at once, byte for byte, and inspect a copy: never adds latency or changes bytes.
+    Monitor,
+}
+
+/// Timeouts towards upstreams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Connecting (TCP and TLS).
+    #[serde(default = "default_connect_ms")]
+    pub connect_ms: u64,
+    /// From sending the request to the response headers.
+    #[serde(default = "default_header_ms")]
+    pub header_ms: u64,
+    /// Longest silence inside a streamed response body.
+    #[serde(default = "default_idle_ms")]
+    pub idle_stream_ms: u64,
+    /// The whole exchange, streams included.
+    #[serde(default = "default_total_ms")]
+    pub total_ms: u64,
+}
+
+fn default_connect_ms() -> u64 {
+    5_000
+}
+fn default_header_ms() -> u64 {
+    60_000
+}
+fn default_idle_ms() -> u64 {
+    60_000
+}
+fn default_total_ms() -> u64 {
+    600_000
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect_ms: default_connect_ms(),
+            header_ms: default_header_ms(),
+            idle_stream_ms: default_idle_ms(),
+            total_ms: default_total_ms(),
+        }
+    }
+}
+
+/// Body size limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted; larger ones get 413.
+    #[serde(default = "default_body_bytes")]
+    pub max_request_body_bytes: usize,
+    /// Largest non-streamed response body inspected; larger ones follow the failure mode.
+    #[serde(default = "default_body_bytes")]
+    pub max_response_body_bytes: usize,
+}
+
+fn default_body_bytes() -> usize {
+    8 << 20
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_request_body_bytes: default_body_bytes(),
+            max_response_body_bytes: default_body_bytes(),
+        }
+    }
+}
+
+/// TLS towards upstreams. The system's root certificates are always trusted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A PEM file of extra CA certificates to trust (a private CA).
+    #[serde(default)]
+    pub extra_ca_file: Option<String>,
+}
+
+/// How streamed responses (SSE, NDJSON) are inspected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// Text held back from the client so that a value starting in it can still be redacted
+    /// (the delay a stream pays, in bytes of text).
+    #[serde(default = "default_hold")]
+    pub hold_bytes: usize,
+    /// Text already sent that is scanned again with new text, so values split across chunks are
+    /// seen whole.
+    #[serde(default = "default_overlap")]
+    pub overlap_bytes: usize,
+    /// Send held text anyway after the upstream has been silent this long.
+    #[serde(default = "default_flush_ms")]
+    pub idle_flush_ms: u64,
+}
+
+fn default_hold() -> usize {
+    128
+}
+fn default_overlap() -> usize {
+    512
+}
+fn default_flush_ms() -> u64 {
+    250
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            hold_bytes: default_hold(),
+            overlap_bytes: default_overlap(),
+            idle_flush_ms: default_flush_ms(),
+        }
+    }
 }
 
 /// What to do with each direction of traffic.

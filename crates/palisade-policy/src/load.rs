@@ -78,17 +78,13 @@ pub fn parse_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
 /// The built-in default configuration.
 pub fn default_config() -> Config {
     // The embedded default is checked by a test; an error here would be a build defect.
-    parse_str("{}", "<default>").unwrap_or(Config {
-        policies: Default::default(),
-    })
+    parse_str("{}", "<default>").unwrap_or_default()
 }
 
 fn parse_raw(src: &str, origin: &str) -> Result<Config, ConfigError> {
     // An empty file is an empty configuration, not an error.
     if src.trim().is_empty() {
-        return Ok(Config {
-            policies: Default::default(),
-        });
+        return Ok(Config::default());
     }
     let de = serde_yaml_ng::Deserializer::from_str(src);
     serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {

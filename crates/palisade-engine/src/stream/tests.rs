@@ -14,14 +14,14 @@ fn openai_chunk(text: &str) -> String {
 }
 
 fn run(
-    p: &CompiledPolicy,
+    p: &Arc<CompiledPolicy>,
     protocol: Protocol,
     input: &[u8],
     chunk: usize,
     limits: StreamLimits,
 ) -> (Vec<u8>, bool) {
     let mut s = StreamInspector::new(
-        p,
+        p.clone(),
         Direction::Response,
         protocol,
         Framing::Sse,
@@ -186,7 +186,7 @@ fn text_flushed_before_a_value_completes_cannot_be_retracted() {
         ..StreamLimits::default()
     };
     let mut s = StreamInspector::new(
-        p,
+        p.clone(),
         Direction::Response,
         Protocol::Openai,
         Framing::Sse,
@@ -211,7 +211,7 @@ fn ndjson_lines_are_inspected() {
     let cfg = policy(SSN_RULES);
     let p = cfg.policy("p").unwrap_or_else(|| panic!("no policy"));
     let mut s = StreamInspector::new(
-        p,
+        p.clone(),
         Direction::Response,
         Protocol::Gemini,
         Framing::Ndjson,
