@@ -8,8 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod eval;
 mod scan;
+mod serve;
 
 /// Palisade: a guardrail gateway for AI agents.
 #[derive(Debug, Parser)]
@@ -21,6 +23,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the proxy.
+    Serve(serve::ServeArgs),
+    /// Run the proxy in front of a small local MCP server and a fake chat upstream.
+    Demo(demo::DemoArgs),
     /// Scan text or JSON lines with the detectors and a policy; print one JSON verdict per input.
     Scan(scan::ScanArgs),
     /// Measure the detectors on labelled corpora: recall, false positives, spans, throughput.
@@ -48,6 +54,8 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Scan(args) => scan::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Config { command } => match command {

@@ -1,0 +1,991 @@
+//! The proxy handler: one exchange, step by step.
+//!
+//! ```text
+//! route ─► read body (bounded) ─► inspect request ─► forward ─► inspect response ─► answer
+//!                                   │ block: protocol-shaped error, upstream never called
+//!                                   │ redact: forward the rewritten body
+//! ```
+//!
+//! `enforce` routes check the request before forwarding and the response before returning it;
+//! streamed responses (SSE, NDJSON) go through the engine's stream inspector, which holds a
+//! bounded window. `monitor` routes forward at once and byte for byte, and inspect copies on the
+//! side. Every failure of inspection resolves through the route's failure mode (`fail_closed`
+//! blocks, `fail_open` forwards) and the decision log says which happened.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use palisade_engine::blocked::block_body;
+use palisade_engine::stream::{Framing, StreamInspector, StreamLimits, StreamOutput};
+use palisade_engine::{BodyVerdict, Inspector};
+use palisade_policy::config::{Action, FailureMode, Mode};
+use palisade_policy::Direction;
+use palisade_protocol::Protocol;
+use tokio::sync::mpsc;
+
+use crate::body::{empty, full, Body, ChannelBody, TeeBody};
+use crate::error::GatewayError;
+use crate::route::{self, Target};
+use crate::State;
+
+/// Header carrying the request id on every response.
+pub const REQUEST_ID: &str = "x-palisade-request-id";
+/// Header carrying the decision on every response.
+pub const DECISION: &str = "x-palisade-decision";
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Bodies larger than this are inspected on the blocking pool, off the async executor.
+const INLINE_INSPECTION_BYTES: usize = 64 * 1024;
+
+fn request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(Instant::now().elapsed().as_nanos());
+        h.finish()
+    });
+    format!(
+        "{prefix:016x}{:016x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What one exchange did, for the decision log.
+struct Outcome {
+    decision: &'static str,
+    reasons: Vec<String>,
+    status: u16,
+}
+
+/// Handles one request. Never fails: every error becomes a JSON answer.
+pub(crate) async fn handle(
+    state: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let id = request_id();
+    let started = Instant::now();
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    if path == "/health/live" || path == "/health/ready" {
+        return with_ids(
+            json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            &id,
+            "allow",
+        );
+    }
+    let target = match route::resolve(&state.config, &path, req.uri().query()) {
+        Ok(t) => t,
+        Err(e) => return error_response(&e, &id, &path),
+    };
+    let total = Duration::from_millis(state.config.timeouts.total_ms);
+    let result = match tokio::time::timeout(total, exchange(&state, &target, &id, req)).await {
+        Ok(r) => r,
+        Err(_) => Err(GatewayError::UpstreamTimeout(
+            state.config.timeouts.total_ms,
+        )),
+    };
+    let (response, outcome) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let resp = error_response(&e, &id, &path);
+            let status = resp.status().as_u16();
+            let (_, code, side, _) = e.classify();
+            tracing::warn!(request_id = %id, route = %target.route, code, source = side.as_str(), detail = %e, "exchange failed");
+            (
+                resp,
+                Outcome {
+                    decision: "error",
+                    reasons: vec![code.to_owned()],
+                    status,
+                },
+            )
+        }
+    };
+    tracing::info!(
+        target: "palisade::decision",
+        request_id = %id,
+        route = %target.route,
+        client_ip = %peer.ip(),
+        method = %method,
+        path = %path,
+        mode = ?target.mode,
+        decision = outcome.decision,
+        reasons = ?outcome.reasons,
+        status = outcome.status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "exchange"
+    );
+    response
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn with_ids(mut r: Response<Body>, id: &str, decision: &'static str) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut().insert(REQUEST_ID, v);
+    }
+    r.headers_mut()
+        .insert(DECISION, HeaderValue::from_static(decision));
+    r
+}
+
+fn error_response(e: &GatewayError, id: &str, path: &str) -> Response<Body> {
+    let (status, code, side, _) = e.classify();
+    if side != crate::error::Side::Client {
+        tracing::debug!(request_id = %id, path, code, "error answer");
+    }
+    with_ids(json_response(status, &e.body(id)), id, "error")
+}
+
+fn blocked_response(
+    protocol: Protocol,
+    id: &str,
+    reasons: &[String],
+    mcp_id: Option<&str>,
+    sse: bool,
+) -> Response<Body> {
+    let (status, body) = block_body(protocol, id, reasons, mcp_id);
+    let mut r = if sse && protocol == Protocol::Mcp {
+        // An MCP client that accepts SSE gets the error as an event, as the server would send it.
+        let mut r = Response::new(full(format!("event: message\ndata: {body}\n\n")));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        r
+    } else {
+        json_response(StatusCode::OK, &body)
+    };
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    with_ids(r, id, "block")
+}
+
+fn is_textual(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let ct = ct.to_ascii_lowercase();
+    ct.starts_with("text/")
+        || ct.contains("json")
+        || ct.contains("xml")
+        || ct.contains("x-www-form-urlencoded")
+        || ct.contains("graphql")
+}
+
+fn framing(headers: &HeaderMap) -> Option<Framing> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .to_ascii_lowercase();
+    if ct.starts_with("text/event-stream") {
+        Some(Framing::Sse)
+    } else if ct.contains("ndjson") || ct.contains("jsonl") || ct.contains("json-seq") {
+        Some(Framing::Ndjson)
+    } else {
+        None
+    }
+}
+
+/// Copies headers that are end-to-end, dropping hop-by-hop ones and those named by `Connection`.
+fn end_to_end(headers: &HeaderMap, keep_upgrade: bool) -> HeaderMap {
+    let mut named: Vec<String> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            named.extend(s.split(',').map(|t| t.trim().to_ascii_lowercase()));
+        }
+    }
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let n = name.as_str();
+        let upgrade_header = n == "upgrade" || (n == "connection" && keep_upgrade);
+        if upgrade_header && keep_upgrade {
+            out.append(name.clone(), value.clone());
+            continue;
+        }
+        if HOP_BY_HOP.contains(&n) || n == "upgrade" || named.iter().any(|c| c == n) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Reads a body up to `limit` bytes. Returns the bytes, and the unread rest when over the limit.
+async fn read_bounded<B>(mut body: B, limit: usize) -> Result<(Bytes, Option<B>), String>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok((buf.freeze(), Some(body)));
+            }
+        }
+    }
+    Ok((buf.freeze(), None))
+}
+
+fn classify_send_error(e: &hyper_util::client::legacy::Error) -> GatewayError {
+    let text = format!("{e:?}");
+    if e.is_connect() {
+        if text.contains("timed out") || text.contains("Timeout") {
+            GatewayError::UpstreamTimeout(0)
+        } else {
+            GatewayError::UpstreamConnect(text)
+        }
+    } else {
+        GatewayError::UpstreamBroken(text)
+    }
+}
+
+async fn inspect_off_executor(
+    inspector: Arc<Inspector>,
+    policy: String,
+    direction: Direction,
+    protocol: Protocol,
+    body: Bytes,
+    method: Option<String>,
+) -> Result<BodyVerdict, String> {
+    if body.len() <= INLINE_INSPECTION_BYTES {
+        // Small bodies cost microseconds: a hop to the blocking pool would cost more.
+        return inspector
+            .inspect_body(&policy, direction, protocol, &body, method.as_deref())
+            .map_err(|e| e.to_string());
+    }
+    tokio::task::spawn_blocking(move || {
+        inspector
+            .inspect_body(&policy, direction, protocol, &body, method.as_deref())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("inspection task failed: {e}"))?
+}
+
+/// The failure mode in force for a target.
+fn failure_mode(state: &State, target: &Target) -> FailureMode {
+    target.failure_mode.unwrap_or_else(|| {
+        state
+            .inspector
+            .policy(&target.policy)
+            .map(|p| p.failure_mode())
+            .unwrap_or_default()
+    })
+}
+
+async fn exchange(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<(Response<Body>, Outcome), GatewayError> {
+    if is_upgrade(&req) {
+        return websocket(state, target, id, req).await;
+    }
+    match target.mode {
+        Mode::Enforce => enforce(state, target, id, req).await,
+        Mode::Monitor => monitor(state, target, id, req).await,
+    }
+}
+
+fn upstream_request(
+    target: &Target,
+    parts: &http::request::Parts,
+    body: Body,
+    identity: bool,
+) -> Result<Request<Body>, GatewayError> {
+    let mut headers = end_to_end(&parts.headers, false);
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    if identity {
+        // Inspection needs the plain body.
+        headers.remove(header::ACCEPT_ENCODING);
+    }
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(&target.url);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    builder
+        .body(body)
+        .map_err(|e| GatewayError::BadTarget(e.to_string()))
+}
+
+async fn send(state: &State, req: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
+    let header_ms = state.config.timeouts.header_ms;
+    match tokio::time::timeout(Duration::from_millis(header_ms), state.client.request(req)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => match classify_send_error(&e) {
+            GatewayError::UpstreamTimeout(_) => Err(GatewayError::UpstreamTimeout(
+                state.config.timeouts.connect_ms,
+            )),
+            other => Err(other),
+        },
+        Err(_) => Err(GatewayError::UpstreamTimeout(header_ms)),
+    }
+}
+
+async fn enforce(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<(Response<Body>, Outcome), GatewayError> {
+    let (parts, incoming) = req.into_parts();
+    let limit = state.config.limits.max_request_body_bytes;
+    if incoming.size_hint().lower() > limit as u64 {
+        return Err(GatewayError::RequestTooLarge(limit));
+    }
+    let (body, rest) = read_bounded(incoming, limit)
+        .await
+        .map_err(GatewayError::RequestBody)?;
+    if rest.is_some() {
+        return Err(GatewayError::RequestTooLarge(limit));
+    }
+    let wants_sse = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let mode = failure_mode(state, target);
+    let mut reasons = Vec::new();
+    let mut decision = "allow";
+    let mut forward = body.clone();
+    let mut protocol = target.protocol;
+    let mut req_method: Option<String> = None;
+    let mut mcp_id: Option<String> = None;
+
+    // The query string is inspected as text, for attacks in URLs.
+    if let Some(q) = parts.uri.query() {
+        let text = format!("{}?{}", parts.uri.path(), q);
+        if let Ok(v) = state
+            .inspector
+            .inspect_text(&target.policy, Direction::Request, &text)
+        {
+            if v.action == Action::Block {
+                return Ok((
+                    blocked_response(protocol, id, &v.reasons, None, wants_sse),
+                    Outcome {
+                        decision: "block",
+                        reasons: v.reasons,
+                        status: 403,
+                    },
+                ));
+            }
+        }
+    }
+
+    if !body.is_empty() && is_textual(&parts.headers) {
+        let verdict = inspect_off_executor(
+            state.inspector.clone(),
+            target.policy.clone(),
+            Direction::Request,
+            target.protocol,
+            body.clone(),
+            None,
+        )
+        .await;
+        match verdict {
+            Ok(v) if v.failure.is_none() => {
+                protocol = v.meta.protocol.unwrap_or(protocol);
+                req_method = v.meta.method.clone();
+                mcp_id = v.meta.id.clone();
+                reasons.extend(v.reasons.iter().cloned());
+                match v.action {
+                    Action::Block => {
+                        let status = block_body(protocol, id, &v.reasons, mcp_id.as_deref()).0;
+                        return Ok((
+                            blocked_response(
+                                protocol,
+                                id,
+                                &v.reasons,
+                                mcp_id.as_deref(),
+                                wants_sse,
+                            ),
+                            Outcome {
+                                decision: "block",
+                                reasons,
+                                status,
+                            },
+                        ));
+                    }
+                    Action::Redact => {
+                        decision = "redact";
+                        if let Some(b) = v.body {
+                            forward = Bytes::from(b);
+                        }
+                    }
+                    Action::Allow => {}
+                }
+            }
+            Ok(v) => {
+                let why = v.reasons.join("; ");
+                match resolve_failure(mode, &why, id, &target.route, "request") {
+                    Some(block) => {
+                        return Ok((
+                            blocked_response(protocol, id, &block, None, wants_sse),
+                            Outcome {
+                                decision: "block",
+                                reasons: block,
+                                status: 403,
+                            },
+                        ))
+                    }
+                    None => reasons.push(format!("request not inspected ({why}); fail_open")),
+                }
+            }
+            Err(e) => match resolve_failure(mode, &e, id, &target.route, "request") {
+                Some(block) => {
+                    return Ok((
+                        blocked_response(protocol, id, &block, None, wants_sse),
+                        Outcome {
+                            decision: "block",
+                            reasons: block,
+                            status: 403,
+                        },
+                    ))
+                }
+                None => reasons.push(format!("request not inspected ({e}); fail_open")),
+            },
+        }
+    }
+
+    let up = upstream_request(target, &parts, full(forward), true)?;
+    let resp = send(state, up).await?;
+    let (rparts, rbody) = resp.into_parts();
+    let mut headers = end_to_end(&rparts.headers, false);
+
+    if let Some(fr) = framing(&rparts.headers) {
+        // A stream: inspect as it flows.
+        headers.remove(header::CONTENT_LENGTH);
+        let policy = state
+            .inspector
+            .policy_arc(&target.policy)
+            .map_err(|e| GatewayError::BadTarget(e.to_string()))?;
+        let s = &state.config.streaming;
+        let inspector = StreamInspector::new(
+            policy,
+            Direction::Response,
+            protocol,
+            fr,
+            StreamLimits {
+                hold_bytes: s.hold_bytes,
+                overlap_bytes: s.overlap_bytes,
+                ..StreamLimits::default()
+            },
+            id,
+            req_method.clone(),
+            mcp_id.clone(),
+        );
+        let (tx, body) = ChannelBody::new(16);
+        tokio::spawn(pump_stream(
+            state.clone(),
+            target.clone(),
+            id.to_owned(),
+            rbody,
+            inspector,
+            tx,
+            mode,
+        ));
+        let mut r = Response::new(http_body_util::BodyExt::boxed(body));
+        *r.status_mut() = rparts.status;
+        *r.headers_mut() = headers;
+        let status = rparts.status.as_u16();
+        return Ok((
+            with_ids(r, id, decision_static(decision)),
+            Outcome {
+                decision,
+                reasons,
+                status,
+            },
+        ));
+    }
+
+    let limit = state.config.limits.max_response_body_bytes;
+    let (rbytes, rest) = read_bounded(rbody, limit)
+        .await
+        .map_err(GatewayError::UpstreamBroken)?;
+    let status = rparts.status.as_u16();
+    headers.remove(header::CONTENT_LENGTH);
+    let mut out = rbytes.clone();
+    if let Some(rest) = rest {
+        // Too large to inspect: the failure mode decides.
+        match resolve_failure(
+            mode,
+            "response body over the inspection limit",
+            id,
+            &target.route,
+            "response",
+        ) {
+            Some(_) => return Err(GatewayError::ResponseTooLarge(limit)),
+            None => {
+                let (tx, body) = ChannelBody::new(16);
+                tokio::spawn(async move {
+                    let mut rest = rest;
+                    if tx.send(Ok(rbytes)).await.is_err() {
+                        return;
+                    }
+                    while let Some(frame) = rest.frame().await {
+                        match frame {
+                            Ok(f) => {
+                                if let Ok(d) = f.into_data() {
+                                    if tx.send(Ok(d)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(Box::new(e))).await;
+                                return;
+                            }
+                        }
+                    }
+                });
+                let mut r = Response::new(http_body_util::BodyExt::boxed(body));
+                *r.status_mut() = rparts.status;
+                *r.headers_mut() = headers;
+                reasons.push("response not inspected (over the limit); fail_open".into());
+                return Ok((
+                    with_ids(r, id, decision_static(decision)),
+                    Outcome {
+                        decision,
+                        reasons,
+                        status,
+                    },
+                ));
+            }
+        }
+    }
+    if !rbytes.is_empty()
+        && is_textual(&rparts.headers)
+        && rparts.headers.get(header::CONTENT_ENCODING).is_none()
+    {
+        let verdict = inspect_off_executor(
+            state.inspector.clone(),
+            target.policy.clone(),
+            Direction::Response,
+            protocol,
+            rbytes.clone(),
+            req_method.clone(),
+        )
+        .await;
+        match verdict {
+            Ok(v) if v.failure.is_none() => {
+                reasons.extend(v.reasons.iter().cloned());
+                match v.action {
+                    Action::Block => {
+                        let status = block_body(protocol, id, &v.reasons, mcp_id.as_deref()).0;
+                        return Ok((
+                            blocked_response(protocol, id, &v.reasons, mcp_id.as_deref(), false),
+                            Outcome {
+                                decision: "block",
+                                reasons,
+                                status,
+                            },
+                        ));
+                    }
+                    Action::Redact => {
+                        decision = "redact";
+                        if let Some(b) = v.body {
+                            out = Bytes::from(b);
+                        }
+                    }
+                    Action::Allow => {}
+                }
+            }
+            Ok(v) => {
+                let why = v.reasons.join("; ");
+                if let Some(block) = resolve_failure(mode, &why, id, &target.route, "response") {
+                    return Ok((
+                        blocked_response(protocol, id, &block, mcp_id.as_deref(), false),
+                        Outcome {
+                            decision: "block",
+                            reasons: block,
+                            status: 403,
+                        },
+                    ));
+                }
+                reasons.push(format!("response not inspected ({why}); fail_open"));
+            }
+            Err(e) => {
+                if let Some(block) = resolve_failure(mode, &e, id, &target.route, "response") {
+                    return Ok((
+                        blocked_response(protocol, id, &block, mcp_id.as_deref(), false),
+                        Outcome {
+                            decision: "block",
+                            reasons: block,
+                            status: 403,
+                        },
+                    ));
+                }
+                reasons.push(format!("response not inspected ({e}); fail_open"));
+            }
+        }
+    }
+    let mut r = Response::new(full(out));
+    *r.status_mut() = rparts.status;
+    *r.headers_mut() = headers;
+    Ok((
+        with_ids(r, id, decision_static(decision)),
+        Outcome {
+            decision,
+            reasons,
+            status,
+        },
+    ))
+}
+
+fn decision_static(d: &str) -> &'static str {
+    match d {
+        "redact" => "redact",
+        "block" => "block",
+        _ => "allow",
+    }
+}
+
+/// Applies the failure mode to an inspection failure. Returns the reasons to block with, or
+/// `None` to let the traffic through; logs which it was.
+fn resolve_failure(
+    mode: FailureMode,
+    why: &str,
+    id: &str,
+    route: &str,
+    what: &str,
+) -> Option<Vec<String>> {
+    match mode {
+        FailureMode::FailClosed => {
+            tracing::warn!(request_id = %id, route, what, failure = why, resolution = "blocked (fail_closed)", "inspection failed");
+            Some(vec![format!(
+                "{what} could not be inspected: {why}; blocked (fail_closed)"
+            )])
+        }
+        FailureMode::FailOpen => {
+            tracing::warn!(request_id = %id, route, what, failure = why, resolution = "forwarded uninspected (fail_open)", "inspection failed");
+            None
+        }
+    }
+}
+
+/// Moves a streamed response through the stream inspector to the client.
+async fn pump_stream(
+    state: Arc<State>,
+    target: Target,
+    id: String,
+    mut body: Incoming,
+    mut inspector: StreamInspector,
+    tx: mpsc::Sender<Result<Bytes, crate::body::BoxError>>,
+    mode: FailureMode,
+) {
+    let idle_flush = Duration::from_millis(state.config.streaming.idle_flush_ms.max(1));
+    let idle_limit = Duration::from_millis(state.config.timeouts.idle_stream_ms);
+    let mut idle = Duration::ZERO;
+    let send_all = |outputs: Vec<StreamOutput>| {
+        let tx = tx.clone();
+        async move {
+            let mut ended = false;
+            for o in outputs {
+                let (bytes, last) = match o {
+                    StreamOutput::Data(b) => (b, false),
+                    StreamOutput::Blocked(b) => (b, true),
+                };
+                if !bytes.is_empty() && tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                    return true;
+                }
+                ended |= last;
+            }
+            ended
+        }
+    };
+    loop {
+        let next = tokio::time::timeout(idle_flush, body.frame()).await;
+        let frame = match next {
+            Err(_) => {
+                idle += idle_flush;
+                if idle >= idle_limit {
+                    tracing::warn!(request_id = %id, route = %target.route, "upstream stream idle past the limit; closing");
+                    let _ = tx.send(Err("upstream stream idle timeout".into())).await;
+                    return;
+                }
+                // The upstream is quiet: send what is held rather than sit on it.
+                if send_all(inspector.flush()).await {
+                    return;
+                }
+                continue;
+            }
+            Ok(f) => f,
+        };
+        idle = Duration::ZERO;
+        match frame {
+            None => break,
+            Some(Ok(f)) => {
+                let Ok(data) = f.into_data() else { continue };
+                match inspector.push(&data) {
+                    Ok(out) => {
+                        if send_all(out).await {
+                            tracing::info!(target: "palisade::decision", request_id = %id, route = %target.route, decision = "block", reasons = ?inspector.reasons(), "stream blocked");
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(request_id = %id, route = %target.route, error = %e, "stream could not be decoded");
+                        match mode {
+                            FailureMode::FailClosed => {
+                                let _ = tx
+                                    .send(Err(format!("stream could not be inspected: {e}").into()))
+                                    .await;
+                                return;
+                            }
+                            FailureMode::FailOpen => {
+                                // Pass the rest through uninspected, as it comes.
+                                let _ = send_all(inspector.flush()).await;
+                                let _ = tx.send(Ok(data)).await;
+                                while let Some(Ok(f)) = body.frame().await {
+                                    if let Ok(d) = f.into_data() {
+                                        if tx.send(Ok(d)).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                // The upstream broke mid-stream: send what is safe, then fail the body so the
+                // client sees an incomplete stream rather than a clean end.
+                tracing::warn!(request_id = %id, route = %target.route, error = %e, "upstream stream broke");
+                let _ = send_all(inspector.flush()).await;
+                let _ = tx
+                    .send(Err(format!("upstream stream broke: {e}").into()))
+                    .await;
+                return;
+            }
+        }
+    }
+    match inspector.finish() {
+        Ok(out) => {
+            let _ = send_all(out).await;
+        }
+        Err(e) => {
+            tracing::warn!(request_id = %id, route = %target.route, error = %e, "stream ended mid-event");
+        }
+    }
+    if !inspector.reasons().is_empty() {
+        tracing::info!(target: "palisade::decision", request_id = %id, route = %target.route, decision = "redact", reasons = ?inspector.reasons(), "stream redacted");
+    }
+}
+
+/// Monitor mode: forward at once and byte for byte; inspect copies on the side.
+async fn monitor(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<(Response<Body>, Outcome), GatewayError> {
+    let (parts, incoming) = req.into_parts();
+    let (copy_tx, copy_rx) = mpsc::channel::<Bytes>(64);
+    let tee = TeeBody::new(incoming, copy_tx);
+    let up = upstream_request(target, &parts, http_body_util::BodyExt::boxed(tee), false)?;
+    let inspect_limit = state.config.limits.max_request_body_bytes;
+    spawn_copy_inspection(
+        state.clone(),
+        target.clone(),
+        id.to_owned(),
+        Direction::Request,
+        copy_rx,
+        inspect_limit,
+        None,
+    );
+    let resp = send(state, up).await?;
+    let (rparts, rbody) = resp.into_parts();
+    let headers = end_to_end(&rparts.headers, false);
+    let (rcopy_tx, rcopy_rx) = mpsc::channel::<Bytes>(64);
+    let compressed = rparts.headers.get(header::CONTENT_ENCODING).is_some();
+    if !compressed {
+        spawn_copy_inspection(
+            state.clone(),
+            target.clone(),
+            id.to_owned(),
+            Direction::Response,
+            rcopy_rx,
+            state.config.limits.max_response_body_bytes,
+            None,
+        );
+    }
+    let tee = TeeBody::new(rbody, rcopy_tx);
+    let mut r = Response::new(http_body_util::BodyExt::boxed(tee));
+    *r.status_mut() = rparts.status;
+    *r.headers_mut() = headers;
+    let status = rparts.status.as_u16();
+    Ok((
+        with_ids(r, id, "monitor"),
+        Outcome {
+            decision: "monitor",
+            reasons: Vec::new(),
+            status,
+        },
+    ))
+}
+
+fn spawn_copy_inspection(
+    state: Arc<State>,
+    target: Target,
+    id: String,
+    direction: Direction,
+    mut rx: mpsc::Receiver<Bytes>,
+    limit: usize,
+    method: Option<String>,
+) {
+    tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        let mut truncated = false;
+        while let Some(chunk) = rx.recv().await {
+            if buf.len() + chunk.len() > limit {
+                truncated = true;
+                continue;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.is_empty() {
+            return;
+        }
+        let verdict = tokio::task::spawn_blocking({
+            let inspector = state.inspector.clone();
+            let policy = target.policy.clone();
+            let protocol = target.protocol;
+            let body = buf.freeze();
+            move || inspector.inspect_body(&policy, direction, protocol, &body, method.as_deref())
+        })
+        .await;
+        match verdict {
+            Ok(Ok(v)) => tracing::info!(
+                target: "palisade::decision",
+                request_id = %id,
+                route = %target.route,
+                mode = "monitor",
+                direction = ?direction,
+                would = v.action.as_str(),
+                risk_score = v.risk_score,
+                reasons = ?v.reasons,
+                truncated,
+                "monitored"
+            ),
+            Ok(Err(e)) => tracing::warn!(request_id = %id, error = %e, "monitor inspection failed"),
+            Err(e) => {
+                tracing::warn!(request_id = %id, error = %e, "monitor inspection task failed")
+            }
+        }
+    });
+}
+
+/// WebSocket: forward the upgrade, then splice the two connections.
+async fn websocket(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    mut req: Request<Incoming>,
+) -> Result<(Response<Body>, Outcome), GatewayError> {
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _) = req.into_parts();
+    let url = target
+        .url
+        .replacen("ws://", "http://", 1)
+        .replacen("wss://", "https://", 1);
+    let mut headers = end_to_end(&parts.headers, true);
+    headers.remove(header::HOST);
+    let mut builder = Request::builder().method(parts.method.clone()).uri(url);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    let up = builder
+        .body(empty())
+        .map_err(|e| GatewayError::BadTarget(e.to_string()))?;
+    let mut resp = send(state, up).await?;
+    let status = resp.status();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        let (rparts, rbody) = resp.into_parts();
+        let mut r = Response::new(http_body_util::BodyExt::boxed(
+            rbody.map_err(|e| -> crate::body::BoxError { Box::new(e) }),
+        ));
+        *r.status_mut() = rparts.status;
+        *r.headers_mut() = end_to_end(&rparts.headers, false);
+        return Ok((
+            with_ids(r, id, "allow"),
+            Outcome {
+                decision: "allow",
+                reasons: vec![],
+                status: status.as_u16(),
+            },
+        ));
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    let rid = id.to_owned();
+    tokio::spawn(async move {
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((c, u)) => {
+                let mut c = hyper_util::rt::TokioIo::new(c);
+                let mut u = hyper_util::rt::TokioIo::new(u);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                    tracing::debug!(request_id = %rid, error = %e, "websocket closed with an error");
+                }
+            }
+            Err(e) => tracing::warn!(request_id = %rid, error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *r.headers_mut() = end_to_end(resp.headers(), true);
+    Ok((
+        with_ids(r, id, "allow"),
+        Outcome {
+            decision: "allow",
+            reasons: vec![],
+            status: 101,
+        },
+    ))
+}

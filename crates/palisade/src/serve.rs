@@ -1,0 +1,96 @@
+//! `palisade serve` and `palisade demo`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use palisade_gateway::State;
+use palisade_policy::config::Config;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (YAML). Default: the built-in configuration (listen on 127.0.0.1:8080,
+    /// the generic proxy enabled, the default policy).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen on this address instead of the configuration's `listen`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match config {
+        Some(path) => palisade_policy::load_file(path).map_err(|e| anyhow::anyhow!("{e}")),
+        None => Ok(palisade_policy::load::default_config()),
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+pub async fn start(config: Config) -> anyhow::Result<(tokio::net::TcpListener, Arc<State>)> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let state = Arc::new(State::new(config)?);
+    Ok((listener, state))
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load(args.config.as_ref())?;
+    if let Some(l) = &args.listen {
+        config.listen = l.clone();
+    }
+    init_logging(args.log_json);
+    runtime()?.block_on(async {
+        let (listener, state) = start(config).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, routes = state.config.routes.len(), "palisade listening");
+        palisade_gateway::serve(listener, state, shutdown_signal()).await?;
+        tracing::info!("palisade stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
