@@ -186,7 +186,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             DetectorId::Pii => pii_spans(&mut report, detector.as_ref(), dir, &benign)?,
             _ => {
                 // No labelled positives: report how often ordinary text is flagged.
-                let mut negatives: Vec<(String, Vec<Sample>)> = benign
+                let negatives: Vec<(String, Vec<Sample>)> = benign
                     .iter()
                     .map(|(k, v)| (k.clone(), clone_samples(v)))
                     .collect();
@@ -201,7 +201,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
                         &mut report,
                         detector.as_ref(),
                         &[],
-                        &negatives.drain(..).collect::<Vec<_>>(),
+                        &negatives,
                     );
                 }
             }
