@@ -13,13 +13,16 @@ root=$(pwd)
 say() { printf '\n==> %s\n' "$*"; }
 
 install_deps() {
-  # The foundation needs only the Rust toolchain (rustfmt and clippy come with it). Later suites
-  # add their Debian packages and Python/npm clients here, so a fresh machine gets everything.
   if ! command -v cargo >/dev/null; then
     echo "cargo is required (https://rustup.rs)" >&2
     exit 1
   fi
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  # Python clients and servers for the end-to-end tests: the MCP SDK, openai, anthropic, websockets.
+  if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-pip python3-venv >/dev/null
+  fi
+  python3 -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 }
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || { say "installing test dependencies"; install_deps; }
@@ -32,8 +35,12 @@ cargo fmt --all -- --check
 say "lint"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-say "unit, data-driven, property and end-to-end tests"
+say "unit, data-driven, property, golden and CLI tests"
 cargo test --workspace --release
+cargo build --release -p palisade
+
+say "end-to-end: real MCP, openai and anthropic clients and servers through the proxy"
+PALISADE_BIN="$root/target/release/palisade" python3 -m pytest -q tests/e2e
 
 say "benchmarks compile"
 cargo bench --workspace --no-run --quiet

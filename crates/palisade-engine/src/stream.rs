@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use palisade_detect::redact::{Edit, Redaction};
 use palisade_detect::{Finding, Span};
-use palisade_policy::config::Action;
+use palisade_policy::config::{Action, FailureMode};
 use palisade_policy::{CompiledPolicy, Direction, MatchedFinding};
 use palisade_protocol::sse::{NdjsonDecoder, SseDecoder, SseEvent, StreamError};
 use palisade_protocol::{decode, write_back, Location, Protocol, Role, Side};
@@ -131,6 +131,10 @@ pub struct StreamInspector {
     findings: Vec<LocatedFinding>,
     reasons: Vec<String>,
     blocked: bool,
+    endpoint_prefix: Option<String>,
+    failure_mode: FailureMode,
+    /// A unit that could not be decoded under `fail_closed`: the stream ends at the next scan.
+    undecodable: Option<String>,
 }
 
 impl std::fmt::Debug for StreamInspector {
@@ -177,7 +181,27 @@ impl StreamInspector {
             findings: Vec::new(),
             reasons: Vec::new(),
             blocked: false,
+            endpoint_prefix: None,
+            failure_mode: FailureMode::FailClosed,
+            undecodable: None,
         }
+        .with_failure_mode(None)
+    }
+
+    /// The failure mode for undecodable units: the route's when given, else the policy's.
+    /// `fail_closed` ends the stream with an error event; `fail_open` passes the unit through.
+    pub fn with_failure_mode(mut self, mode: Option<FailureMode>) -> Self {
+        self.failure_mode = mode.unwrap_or_else(|| self.policy.failure_mode());
+        self
+    }
+
+    /// For MCP's SSE transport behind a path prefix: the server's `endpoint` event names a path
+    /// on the server's root (`/messages/?session_id=…`), which the client resolves against the
+    /// proxy. Prefixing it with the route's path keeps the client's POSTs on the route.
+    pub fn with_endpoint_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let p: String = prefix.into();
+        self.endpoint_prefix = (!p.is_empty()).then(|| p.trim_end_matches('/').to_owned());
+        self
     }
 
     /// Every finding so far (spans are byte ranges of the stream's running text).
@@ -270,9 +294,25 @@ impl StreamInspector {
                 Direction::Request => Side::Request,
                 Direction::Response => Side::Response,
             };
-            // Undecodable units (not JSON) pass through: streams carry keep-alives and vendor
-            // events, and a malformed event is the client's to reject.
-            if let Ok(decoded) = decode(self.protocol, side, doc, self.method.as_deref()) {
+            let decoded = decode(self.protocol, side, doc, self.method.as_deref());
+            if let Err(e) = &decoded {
+                // MCP's SSE transport announces its endpoint as a plain path, not JSON.
+                let endpoint =
+                    matches!(&unit, Unit::Sse(ev) if ev.event.as_deref() == Some("endpoint"));
+                if !endpoint {
+                    let why = format!("a stream event could not be decoded ({e})");
+                    match self.failure_mode {
+                        FailureMode::FailClosed => self.undecodable = Some(why),
+                        FailureMode::FailOpen => {
+                            let why = format!("{why}; passed uninspected (fail_open)");
+                            if !self.reasons.contains(&why) {
+                                self.reasons.push(why);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Ok(decoded) = decoded {
                 for part in decoded.parts {
                     let Location::Pointer(pointer) = part.location else {
                         continue;
@@ -292,6 +332,17 @@ impl StreamInspector {
 
     /// Scans the window; records findings; returns the block event if the stream must end.
     fn scan(&mut self) -> Option<StreamOutput> {
+        if let Some(why) = self.undecodable.take() {
+            self.blocked = true;
+            self.reasons.push(format!("{why}; blocked (fail_closed)"));
+            self.pending.clear();
+            return Some(StreamOutput::Blocked(block_event(
+                self.protocol,
+                &self.request_id,
+                &self.reasons,
+                self.mcp_id.as_deref(),
+            )));
+        }
         let window_start = self
             .flushed
             .saturating_sub(self.limits.overlap_bytes)
@@ -466,6 +517,16 @@ impl StreamInspector {
             if touched {
                 new_text.push_str(self.slice(pos, piece.range.end));
                 edits.push((Location::Pointer(piece.pointer.clone()), new_text));
+            }
+        }
+        if let (Unit::Sse(ev), Some(prefix)) = (&p.unit, &self.endpoint_prefix) {
+            if ev.event.as_deref() == Some("endpoint")
+                && ev.data.starts_with('/')
+                && !ev.data.starts_with(prefix.as_str())
+            {
+                let mut ev = ev.clone();
+                ev.data = format!("{prefix}{}", ev.data);
+                return ev.encode();
             }
         }
         if edits.is_empty() {

@@ -511,15 +511,27 @@ async fn enforce(
             Direction::Response,
             protocol,
             fr,
-            StreamLimits {
-                hold_bytes: s.hold_bytes,
-                overlap_bytes: s.overlap_bytes,
-                ..StreamLimits::default()
+            if protocol == Protocol::Mcp {
+                // Each MCP event is a whole JSON-RPC message, not a delta of one text: nothing
+                // to hold back, nothing to join across events.
+                StreamLimits {
+                    hold_bytes: 0,
+                    overlap_bytes: 0,
+                    ..StreamLimits::default()
+                }
+            } else {
+                StreamLimits {
+                    hold_bytes: s.hold_bytes,
+                    overlap_bytes: s.overlap_bytes,
+                    ..StreamLimits::default()
+                }
             },
             id,
             req_method.clone(),
             mcp_id.clone(),
-        );
+        )
+        .with_endpoint_prefix(route_prefix(&parts.uri, &target.url))
+        .with_failure_mode(Some(mode));
         let (tx, body) = ChannelBody::new(16);
         tokio::spawn(pump_stream(
             state.clone(),
@@ -678,6 +690,20 @@ async fn enforce(
     ))
 }
 
+/// The path prefix under which the client reaches the upstream's root: the request path minus the
+/// upstream URL's path (`/mcp/sse` reached at `/demo/mcp/sse` gives `/demo/mcp`).
+fn route_prefix(uri: &http::Uri, upstream_url: &str) -> String {
+    let upstream_path = upstream_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("/");
+    let upstream_path = upstream_path.split('?').next().unwrap_or("/");
+    uri.path()
+        .strip_suffix(upstream_path)
+        .unwrap_or("")
+        .to_owned()
+}
+
 fn decision_static(d: &str) -> &'static str {
     match d {
         "redact" => "redact",
@@ -800,6 +826,14 @@ async fn pump_stream(
                 // client sees an incomplete stream rather than a clean end.
                 tracing::warn!(request_id = %id, route = %target.route, error = %e, "upstream stream broke");
                 let _ = send_all(inspector.flush()).await;
+                // Let the connection write what was sent before the error aborts it.
+                let drained = async {
+                    while tx.capacity() < tx.max_capacity() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                };
+                let _ = tokio::time::timeout(Duration::from_millis(200), drained).await;
                 let _ = tx
                     .send(Err(format!("upstream stream broke: {e}").into()))
                     .await;

@@ -174,10 +174,11 @@ pub struct TimeoutsConfig {
     /// From sending the request to the response headers.
     #[serde(default = "default_header_ms")]
     pub header_ms: u64,
-    /// Longest silence inside a streamed response body.
+    /// Longest silence inside a streamed response body; then the stream is closed.
     #[serde(default = "default_idle_ms")]
     pub idle_stream_ms: u64,
-    /// The whole exchange, streams included.
+    /// The whole exchange up to the end of a buffered response, or up to the start of a streamed
+    /// one (streams are bounded by `idle_stream_ms` instead, so long-lived MCP streams live on).
     #[serde(default = "default_total_ms")]
     pub total_ms: u64,
 }
@@ -189,7 +190,7 @@ fn default_header_ms() -> u64 {
     60_000
 }
 fn default_idle_ms() -> u64 {
-    60_000
+    300_000
 }
 fn default_total_ms() -> u64 {
     600_000

@@ -1,0 +1,158 @@
+"""Upstreams for the end-to-end tests, each bound to 127.0.0.1.
+
+    python servers.py mcp-http PORT   # MCP server (Python SDK), streamable HTTP at /mcp
+    python servers.py mcp-sse PORT    # the same server over the SSE transport at /sse
+    python servers.py llm PORT        # a small fake LLM upstream: OpenAI and Anthropic shapes
+    python servers.py ws PORT         # a WebSocket echo server
+
+The fake LLM answers every chat with a fixed text carrying an SSN, split so that the SSN straddles
+two SSE chunks when streamed. `/fault/...` paths misbehave on purpose.
+"""
+
+import asyncio
+import json
+import sys
+
+SECRET_ANSWER_PARTS = ["Your record: SSN 078-", "05-1120", ", card on file", " ends 4242."]
+SECRET_ANSWER = "".join(SECRET_ANSWER_PARTS)
+
+
+def mcp_server():
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("e2e-tools")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Echo the text back."""
+        return text
+
+    @server.tool()
+    def lookup_customer(customer_id: str) -> str:
+        """Look a customer up by id."""
+        return f"Customer {customer_id}: Jane Doe, SSN 078-05-1120, phone on file."
+
+    return server
+
+
+def llm_app():
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    async def chat(request):
+        body = await request.json()
+        if body.get("stream"):
+            async def gen():
+                for i, part in enumerate(SECRET_ANSWER_PARTS):
+                    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": body.get("model", "m"),
+                             "choices": [{"index": 0, "delta": {"role": "assistant", "content": part} if i == 0 else {"content": part},
+                                          "finish_reason": None}]}
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                    await asyncio.sleep(0.01)
+                end = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": body.get("model", "m"),
+                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                yield f"data: {json.dumps(end)}\n\n"
+                yield "data: [DONE]\n\n"
+            return StreamingResponse(gen(), media_type="text/event-stream")
+        return JSONResponse({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": body.get("model", "m"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": SECRET_ANSWER}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        })
+
+    async def messages(request):
+        body = await request.json()
+        model = body.get("model", "m")
+        if body.get("stream"):
+            async def gen():
+                def ev(name, data):
+                    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+                yield ev("message_start", {"type": "message_start", "message": {
+                    "id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
+                    "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 0}}})
+                yield ev("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+                for part in SECRET_ANSWER_PARTS:
+                    yield ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}})
+                    await asyncio.sleep(0.01)
+                yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
+                yield ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 5}})
+                yield ev("message_stop", {"type": "message_stop"})
+            return StreamingResponse(gen(), media_type="text/event-stream")
+        return JSONResponse({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                             "content": [{"type": "text", "text": SECRET_ANSWER}], "stop_reason": "end_turn",
+                             "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 5}})
+
+    async def echo_raw(request):
+        # For the monitor test: fixed bytes with odd spacing and a secret, returned verbatim.
+        raw = b'{"answer" :  "SSN 078-05-1120",\n "n": 1.50}'
+        return Response(raw, media_type="application/json")
+
+    async def malformed_json(request):
+        return Response(b'{"choices": [{"message": {"content": "unterminated', media_type="application/json")
+
+    async def malformed_sse(request):
+        async def gen():
+            yield "data: {\"choices\": [{\"delta\": {\"content\": \"ok \"}}]}\n\n"
+            yield "data: {this is not json\n\n"
+            yield "data: [DONE]\n\n"
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    async def reset_midstream(request):
+        async def gen():
+            yield "data: {\"choices\": [{\"delta\": {\"content\": \"partial answer \"}}]}\n\n"
+            await asyncio.sleep(0.05)
+            raise RuntimeError("upstream dies mid-stream")
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    async def slow(request):
+        await asyncio.sleep(5)
+        return JSONResponse({"late": True})
+
+    async def slow_stream(request):
+        async def gen():
+            for i in range(100):
+                yield f"data: {json.dumps({'choices': [{'delta': {'content': f'tick {i} '}}]})}\n\n"
+                await asyncio.sleep(0.05)
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    return Starlette(routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/raw", echo_raw, methods=["GET", "POST"]),
+        Route("/fault/malformed-json/v1/chat/completions", malformed_json, methods=["POST"]),
+        Route("/fault/malformed-sse/v1/chat/completions", malformed_sse, methods=["POST"]),
+        Route("/fault/reset/v1/chat/completions", reset_midstream, methods=["POST"]),
+        Route("/fault/slow/v1/chat/completions", slow, methods=["POST"]),
+        Route("/fault/slow-stream/v1/chat/completions", slow_stream, methods=["POST"]),
+    ])
+
+
+async def ws_echo(port):
+    import websockets
+
+    async def handler(conn):
+        async for message in conn:
+            await conn.send(message)
+
+    async with websockets.serve(handler, "127.0.0.1", port):
+        await asyncio.Future()
+
+
+def main():
+    kind, port = sys.argv[1], int(sys.argv[2])
+    if kind == "mcp-http":
+        asyncio.run(mcp_server().run_streamable_http_async(host="127.0.0.1", port=port))
+    elif kind == "mcp-sse":
+        asyncio.run(mcp_server().run_sse_async(host="127.0.0.1", port=port))
+    elif kind == "llm":
+        import uvicorn
+        uvicorn.run(llm_app(), host="127.0.0.1", port=port, log_level="warning")
+    elif kind == "ws":
+        asyncio.run(ws_echo(port))
+    else:
+        raise SystemExit(f"unknown server kind {kind}")
+
+
+if __name__ == "__main__":
+    main()

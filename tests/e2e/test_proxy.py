@@ -1,0 +1,110 @@
+"""WebSocket, monitor mode, and faults: each with a clear status and body, no panic, logged."""
+
+import asyncio
+import json
+import time
+
+import httpx
+import websockets
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_websocket_echo(palisade):
+    async def main():
+        async with websockets.connect(f"ws://127.0.0.1:{palisade.port}/ws") as ws:
+            for msg in ["hello", "second message", "x" * 10000]:
+                await ws.send(msg)
+                assert await ws.recv() == msg
+
+    asyncio.run(main())
+
+
+def test_monitor_returns_the_bytes_of_a_direct_call(palisade):
+    direct = httpx.get(f"http://127.0.0.1:{palisade.ports['llm']}/raw")
+    via = httpx.get(f"{palisade.base}/monitor/raw")
+    assert via.content == direct.content
+    assert b"078-05-1120" in via.content
+    assert via.headers["x-palisade-decision"] == "monitor"
+    rid = via.headers["x-palisade-request-id"]
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        seen = [l for l in palisade.log_for(rid) if l.get("fields", {}).get("would")]
+        if seen:
+            break
+        time.sleep(0.05)
+    assert any(l["fields"]["would"] == "redact" for l in seen), "the copy was inspected and logged"
+
+
+def error_of(r):
+    body = r.json()
+    assert "request_id" in json.dumps(body)
+    return body
+
+
+def test_upstream_refused(palisade):
+    r = httpx.post(f"{palisade.base}/refused/v1/chat/completions", json=CHAT)
+    assert r.status_code == 502
+    assert error_of(r)["error"]["code"] == "upstream_unreachable"
+    assert palisade.log_for(r.headers["x-palisade-request-id"])
+
+
+def test_upstream_timeout(palisade):
+    r = httpx.post(f"{palisade.base}/closed/slow/v1/chat/completions", json=CHAT, timeout=10)
+    assert r.status_code == 504
+    assert error_of(r)["error"]["code"] == "upstream_timeout"
+    assert palisade.log_for(r.headers["x-palisade-request-id"])
+
+
+def test_malformed_json_follows_the_failure_mode(palisade):
+    closed = httpx.post(f"{palisade.base}/closed/malformed-json/v1/chat/completions", json=CHAT)
+    assert closed.status_code == 403
+    assert "fail_closed" in closed.text and closed.headers["x-palisade-decision"] == "block"
+    opened = httpx.post(f"{palisade.base}/open/malformed-json/v1/chat/completions", json=CHAT)
+    assert opened.status_code == 200
+    assert opened.content.startswith(b'{"choices": [{"message": {"content": "unterminated')
+    for r, word in [(closed, "blocked (fail_closed)"), (opened, "forwarded uninspected (fail_open)")]:
+        lines = palisade.log_for(r.headers["x-palisade-request-id"])
+        assert any(word in json.dumps(l) for l in lines), (word, lines)
+
+
+def test_malformed_sse_follows_the_failure_mode(palisade):
+    body = {**CHAT, "stream": True}
+    closed = httpx.post(f"{palisade.base}/closed/malformed-sse/v1/chat/completions", json=body)
+    assert "palisade_blocked" in closed.text and "could not be decoded" in closed.text
+    assert "[DONE]" not in closed.text
+    opened = httpx.post(f"{palisade.base}/open/malformed-sse/v1/chat/completions", json=body)
+    assert "data: {this is not json" in opened.text and "[DONE]" in opened.text
+
+
+def test_upstream_reset_mid_stream(palisade):
+    got = b""
+    failed = False
+    try:
+        with httpx.stream("POST", f"{palisade.base}/closed/reset/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_bytes():
+                got += chunk
+    except httpx.HTTPError:
+        failed = True
+    assert failed, "the client must see an incomplete stream, not a clean end"
+    assert b"partial answer" in got
+    assert httpx.get(f"{palisade.base}/health/live").status_code == 200
+
+
+def test_client_disconnects_mid_stream(palisade):
+    with httpx.stream("POST", f"{palisade.base}/closed/slow-stream/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+        rid = r.headers["x-palisade-request-id"]
+        for _ in r.iter_bytes():
+            break
+    time.sleep(0.3)
+    assert httpx.get(f"{palisade.base}/health/live").status_code == 200
+    assert palisade.log_for(rid)
+
+
+def test_oversized_body(palisade):
+    big = {"model": "m", "messages": [{"role": "user", "content": "a" * (2 * 1024 * 1024)}]}
+    r = httpx.post(f"{palisade.base}/openai/v1/chat/completions", json=big)
+    assert r.status_code == 413
+    assert error_of(r)["error"]["code"] == "request_too_large"
+    assert palisade.log_for(r.headers["x-palisade-request-id"])
