@@ -82,6 +82,21 @@ pub(crate) fn inspect_body(
     body: &[u8],
     method: Option<&str>,
 ) -> BodyVerdict {
+    if policy.detectors(direction).is_empty() {
+        // Nothing to look for: skip decoding too.
+        return BodyVerdict {
+            action: Action::Allow,
+            risk_score: 0,
+            findings: Vec::new(),
+            reasons: Vec::new(),
+            body: None,
+            meta: Meta {
+                protocol: Some(protocol),
+                ..Meta::default()
+            },
+            failure: None,
+        };
+    }
     let run = catch_unwind(AssertUnwindSafe(|| -> Result<BodyVerdict, String> {
         let decoded = decode(protocol, side(direction), body, method).map_err(|e| e.to_string())?;
         let (decision, places) = inspect_decoded(policy, direction, &decoded);
