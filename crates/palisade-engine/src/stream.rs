@@ -281,6 +281,15 @@ impl StreamInspector {
     }
 
     fn add(&mut self, unit: Unit) {
+        if self.policy.detectors(self.direction).is_empty() {
+            // Nothing to look for: the unit passes as it came.
+            self.pending.push_back(Pending {
+                unit,
+                json: None,
+                pieces: Vec::new(),
+            });
+            return;
+        }
         let json: Option<Vec<u8>> = match &unit {
             Unit::Sse(ev) if ev.has_data && ev.data.trim() != "[DONE]" => {
                 Some(ev.data.clone().into_bytes())

@@ -751,16 +751,23 @@ async fn pump_stream(
     let send_all = |outputs: Vec<StreamOutput>| {
         let tx = tx.clone();
         async move {
+            // One frame per upstream read, not one per event: fewer writes to the client.
             let mut ended = false;
+            let mut batch: Vec<u8> = Vec::new();
             for o in outputs {
                 let (bytes, last) = match o {
                     StreamOutput::Data(b) => (b, false),
                     StreamOutput::Blocked(b) => (b, true),
                 };
-                if !bytes.is_empty() && tx.send(Ok(Bytes::from(bytes))).await.is_err() {
-                    return true;
+                if batch.is_empty() {
+                    batch = bytes;
+                } else {
+                    batch.extend_from_slice(&bytes);
                 }
                 ended |= last;
+            }
+            if !batch.is_empty() && tx.send(Ok(Bytes::from(batch))).await.is_err() {
+                return true;
             }
             ended
         }

@@ -197,12 +197,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
                         .collect::<Vec<_>>();
                     classify(&mut report, detector.as_ref(), &web, &negatives);
                 } else {
-                    classify(
-                        &mut report,
-                        detector.as_ref(),
-                        &[],
-                        &negatives,
-                    );
+                    classify(&mut report, detector.as_ref(), &[], &negatives);
                 }
             }
         }

@@ -21,6 +21,14 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Worker threads, each serving its own share of connections. Default: one per core.
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+/// One worker per available core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 pub fn init_logging(json: bool) {
@@ -85,12 +93,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         config.listen = l.clone();
     }
     init_logging(args.log_json);
-    runtime()?.block_on(async {
-        let (listener, state) = start(config).await?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, routes = state.config.routes.len(), "palisade listening");
-        palisade_gateway::serve(listener, state, shutdown_signal()).await?;
-        tracing::info!("palisade stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+    let routes = config.routes.len();
+    let workers = args.workers.unwrap_or_else(default_workers);
+    let server = palisade_gateway::Server::start(config, workers)?;
+    tracing::info!(addr = %server.local_addr(), routes, workers, "palisade listening");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?
+        .block_on(shutdown_signal());
+    tracing::info!("palisade stopping");
+    server.shutdown();
+    Ok(ExitCode::SUCCESS)
 }
