@@ -64,18 +64,30 @@ class Palisade:
 @pytest.fixture(scope="session")
 def palisade(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("palisade")
-    ports = {k: free_port() for k in ["mcp", "mcp_sse", "llm", "ws", "palisade", "closed"]}
+    ports = {k: free_port() for k in ["mcp", "mcp_sse", "llm", "llm_tls", "ws", "palisade", "closed"]}
     procs = []
+    # A private CA and a certificate for "localhost", to prove TLS to upstreams with an extra CA.
+    ca_key, ca_crt, key, csr, crt = (tmp / n for n in ["ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt"])
+    ssl = lambda *a: subprocess.run(["openssl", *map(str, a)], check=True, capture_output=True)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_crt, "-days", "2",
+        "-subj", "/CN=palisade-test-ca")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
+    ext = tmp / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    ssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+        "-days", "2", "-extfile", ext)
     try:
-        for kind, key in [("mcp-http", "mcp"), ("mcp-sse", "mcp_sse"), ("llm", "llm"), ("ws", "ws")]:
-            p = subprocess.Popen([sys.executable, str(HERE / "servers.py"), kind, str(ports[key])],
-                                 stdout=subprocess.DEVNULL, stderr=open(tmp / f"{kind}.log", "w"))
+        for kind, key, extra in [("mcp-http", "mcp", []), ("mcp-sse", "mcp_sse", []), ("llm", "llm", []),
+                                 ("llm", "llm_tls", [str(crt), str(key)]), ("ws", "ws", [])]:
+            p = subprocess.Popen([sys.executable, str(HERE / "servers.py"), kind, str(ports[key]), *extra],
+                                 stdout=subprocess.DEVNULL, stderr=open(tmp / f"{key}.log", "w"))
             procs.append(p)
             wait_port(ports[key], p)
         llm = f"http://127.0.0.1:{ports['llm']}"
         config = f"""
 listen: 127.0.0.1:{ports['palisade']}
 timeouts: {{ header_ms: 1500 }}
+tls: {{ extra_ca_file: '{ca_crt}' }}
 limits: {{ max_request_body_bytes: 1048576 }}
 routes:
   - {{ name: mcp, path_prefix: /mcp, upstream: 'http://127.0.0.1:{ports['mcp']}/mcp', protocol: mcp }}
@@ -86,6 +98,7 @@ routes:
   - {{ name: ws, path_prefix: /ws, upstream: 'http://127.0.0.1:{ports['ws']}' }}
   - {{ name: closed, path_prefix: /closed, upstream: '{llm}/fault', protocol: openai, failure_mode: fail_closed }}
   - {{ name: open, path_prefix: /open, upstream: '{llm}/fault', protocol: openai, failure_mode: fail_open }}
+  - {{ name: tls, path_prefix: /tls, upstream: 'https://localhost:{ports['llm_tls']}', protocol: openai }}
   - {{ name: refused, path_prefix: /refused, upstream: 'http://127.0.0.1:{ports['closed']}', protocol: openai }}
 """
         cfg = tmp / "palisade.yaml"

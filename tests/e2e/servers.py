@@ -2,7 +2,7 @@
 
     python servers.py mcp-http PORT   # MCP server (Python SDK), streamable HTTP at /mcp
     python servers.py mcp-sse PORT    # the same server over the SSE transport at /sse
-    python servers.py llm PORT        # a small fake LLM upstream: OpenAI and Anthropic shapes
+    python servers.py llm PORT [CERT KEY]  # a small fake LLM upstream: OpenAI and Anthropic shapes
     python servers.py ws PORT         # a WebSocket echo server
 
 The fake LLM answers every chat with a fixed text carrying an SSN, split so that the SSN straddles
@@ -88,6 +88,10 @@ def llm_app():
         raw = b'{"answer" :  "SSN 078-05-1120",\n "n": 1.50}'
         return Response(raw, media_type="application/json")
 
+    async def echo_request(request):
+        # What the upstream actually received: query string and headers.
+        return JSONResponse({"query": request.url.query, "headers": {k: v for k, v in request.headers.items()}})
+
     async def malformed_json(request):
         return Response(b'{"choices": [{"message": {"content": "unterminated', media_type="application/json")
 
@@ -120,6 +124,7 @@ def llm_app():
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/raw", echo_raw, methods=["GET", "POST"]),
+        Route("/echo-request", echo_request, methods=["GET", "POST"]),
         Route("/fault/malformed-json/v1/chat/completions", malformed_json, methods=["POST"]),
         Route("/fault/malformed-sse/v1/chat/completions", malformed_sse, methods=["POST"]),
         Route("/fault/reset/v1/chat/completions", reset_midstream, methods=["POST"]),
@@ -147,7 +152,8 @@ def main():
         asyncio.run(mcp_server().run_sse_async(host="127.0.0.1", port=port))
     elif kind == "llm":
         import uvicorn
-        uvicorn.run(llm_app(), host="127.0.0.1", port=port, log_level="warning")
+        tls = {"ssl_certfile": sys.argv[3], "ssl_keyfile": sys.argv[4]} if len(sys.argv) > 4 else {}
+        uvicorn.run(llm_app(), host="127.0.0.1", port=port, log_level="warning", **tls)
     elif kind == "ws":
         asyncio.run(ws_echo(port))
     else:

@@ -10,6 +10,33 @@ import websockets
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
+def test_tls_upstream_with_an_extra_ca(palisade):
+    r = httpx.post(f"{palisade.base}/tls/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200, r.text
+    assert "***-**-1120" in r.json()["choices"][0]["message"]["content"]
+
+
+def test_http2_clients(palisade):
+    import subprocess
+    out = subprocess.run(
+        ["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+         "-H", "content-type: application/json", "-d", json.dumps(CHAT), f"{palisade.base}/openai/v1/chat/completions"],
+        capture_output=True, text=True, check=True)
+    assert out.stdout == "2 200", out.stdout
+
+
+def test_query_string_is_kept_credentials_pass_and_hop_by_hop_headers_do_not(palisade):
+    r = httpx.get(f"{palisade.base}/monitor/echo-request?api-version=2024-06-01&x=1",
+                  headers={"Authorization": "Bearer sk-user-token", "api-key": "azure-key",
+                           "Connection": "keep-alive, x-hop", "x-hop": "drop me", "TE": "trailers"})
+    got = r.json()
+    assert got["query"] == "api-version=2024-06-01&x=1"
+    assert got["headers"]["authorization"] == "Bearer sk-user-token"
+    assert got["headers"]["api-key"] == "azure-key"
+    assert "x-hop" not in got["headers"] and "te" not in got["headers"]
+    assert got["headers"]["host"] == f"127.0.0.1:{palisade.ports['llm']}"
+
+
 def test_websocket_echo(palisade):
     async def main():
         async with websockets.connect(f"ws://127.0.0.1:{palisade.port}/ws") as ws:
