@@ -24,6 +24,7 @@ pub mod error;
 pub mod proxy;
 pub mod route;
 pub mod upstream;
+mod ws;
 
 /// What every request shares.
 #[derive(Debug)]

@@ -979,6 +979,10 @@ async fn websocket(
         .replacen("wss://", "https://", 1);
     let mut headers = end_to_end(&parts.headers, true);
     headers.remove(header::HOST);
+    if target.mode == Mode::Enforce {
+        // Compressed messages cannot be inspected: do not let compression be negotiated.
+        headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    }
     let mut builder = Request::builder().method(parts.method.clone()).uri(url);
     if let Some(h) = builder.headers_mut() {
         *h = headers;
@@ -1006,15 +1010,10 @@ async fn websocket(
     }
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
     let rid = id.to_owned();
+    let (state2, target2, mode) = (state.clone(), target.clone(), failure_mode(state, target));
     tokio::spawn(async move {
         match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok((c, u)) => {
-                let mut c = hyper_util::rt::TokioIo::new(c);
-                let mut u = hyper_util::rt::TokioIo::new(u);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                    tracing::debug!(request_id = %rid, error = %e, "websocket closed with an error");
-                }
-            }
+            Ok((c, u)) => crate::ws::splice(state2, target2, rid, c, u, mode).await,
             Err(e) => tracing::warn!(request_id = %rid, error = %e, "websocket upgrade failed"),
         }
     });

@@ -16,6 +16,7 @@ pub mod json;
 pub mod llm;
 pub mod mcp;
 pub mod sse;
+pub mod ws;
 
 /// Which way a body travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
