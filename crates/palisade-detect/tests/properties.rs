@@ -86,18 +86,20 @@ fn best_of_3(text: &str) -> Duration {
 /// loose on purpose so that a noisy machine does not fail it; the benches give the real numbers.
 #[test]
 fn no_input_makes_a_scan_super_linear() {
-    let small = adversarial_inputs(16 * 1024);
-    let large = adversarial_inputs(256 * 1024);
+    // Unoptimised builds are tens of times slower; keep the same 16x ratio on smaller inputs.
+    let base = if cfg!(debug_assertions) { 2 * 1024 } else { 16 * 1024 };
+    let small = adversarial_inputs(base);
+    let large = adversarial_inputs(16 * base);
     let mut bad = Vec::new();
     for ((name, s), (_, l)) in small.iter().zip(large.iter()) {
-        let ts = best_of_3(s).max(Duration::from_micros(50));
+        let ts = best_of_3(s).max(Duration::from_micros(200));
         let tl = best_of_3(l);
         let ratio = tl.as_secs_f64() / ts.as_secs_f64();
         if ratio > 64.0 {
             bad.push(format!("{name}: {ts:?} → {tl:?} (×{ratio:.0})"));
         }
     }
-    let realistic = best_of_3(&realistic_text(256 * 1024));
+    let realistic = best_of_3(&realistic_text(16 * base));
     assert!(
         bad.is_empty(),
         "super-linear inputs: {bad:?} (realistic 256 KiB: {realistic:?})"
