@@ -55,11 +55,21 @@ proptest! {
                 .map(|f| Edit { span: f.span, kind: f.kind.to_string(), redaction: redaction.clone() })
                 .collect();
             let out = redactor.apply(&text, &edits);
+            // The same value may also stand somewhere no detector flagged (`A078-05-1120` is not
+            // an SSN): count only what stands outside every finding.
+            let mut outside = text.clone().into_bytes();
             for f in &findings {
-                let value = &text[f.span.start..f.span.end];
+                for b in &mut outside[f.span.start..f.span.end] {
+                    *b = 0;
+                }
+            }
+            let outside = String::from_utf8_lossy(&outside).into_owned();
+            for f in &findings {
+                let value = text[f.span.start..f.span.end].trim();
                 // Values of three characters or fewer can occur by chance in placeholders.
-                if value.trim().chars().count() > 3 {
-                    prop_assert!(!out.contains(value.trim()), "{redaction:?} left {value:?} in {out:?}");
+                if value.chars().count() > 3 {
+                    let allowed = outside.matches(value).count();
+                    prop_assert!(out.matches(value).count() <= allowed, "{redaction:?} left {value:?} in {out:?}");
                 }
             }
         }
