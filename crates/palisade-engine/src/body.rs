@@ -60,6 +60,13 @@ pub(crate) fn inspect_decoded(
     let mut places = Vec::new();
     for part in &decoded.parts {
         for f in detectors.scan(&part.text) {
+            // The application's own system prompt is trusted: it is not where injections come
+            // from, and it is full of "you are …" that reads like a role reassignment.
+            if part.role == Role::SystemPrompt
+                && f.detector == palisade_detect::DetectorId::PromptInjection
+            {
+                continue;
+            }
             if let Some((action, redaction)) = policy.classify(direction, &f) {
                 matched.push(MatchedFinding {
                     finding: f,
