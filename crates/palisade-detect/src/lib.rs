@@ -238,16 +238,9 @@ pub fn builtin_detector(id: DetectorId) -> Option<Box<dyn Detector>> {
 /// [`DetectorId::Custom`], whose kinds are the policy's own rule names.
 pub fn known_kinds(id: DetectorId) -> &'static [&'static str] {
     match id {
-        DetectorId::Pii => &[
-            "email",
-            "phone",
-            "credit_card",
-            "us_ssn",
-            "iban",
-            "ip_address",
-        ],
-        DetectorId::Secrets => &[],
-        DetectorId::PromptInjection => &[],
+        DetectorId::Pii => pii::ENTITIES,
+        DetectorId::Secrets => secrets::KINDS,
+        DetectorId::PromptInjection => injection::KINDS,
         DetectorId::WebAttack => &[
             "sqli",
             "xss",
@@ -255,14 +248,20 @@ pub fn known_kinds(id: DetectorId) -> &'static [&'static str] {
             "path_traversal",
             "ssrf",
             "template_injection",
+            "php_injection",
+            "java_injection",
+            "code_injection",
+            "rfi",
+            "lfi",
+            "deserialization",
         ],
-        DetectorId::Exfiltration => &[
-            "markdown_image",
-            "markdown_link",
-            "encoded_blob",
-            "raw_ip_url",
+        DetectorId::Exfiltration => &["markdown_image", "markdown_link", "encoded_blob", "raw_ip_url"],
+        DetectorId::InvisibleText => &[
+            "unicode_tags",
+            "bidi_override",
+            "zero_width",
+            "variation_selector_smuggling",
         ],
-        DetectorId::InvisibleText => &["unicode_tags", "bidi_override", "zero_width"],
         DetectorId::Url => &["url"],
         DetectorId::Custom => &[],
     }
