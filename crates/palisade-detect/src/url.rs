@@ -1,15 +1,308 @@
-//! URLs.
+//! URLs: every link in a text, so that a policy can defang, allow-list or log it.
+//!
+//! [`find_urls`] is the one URL extractor of the crate; [`crate::exfil`] reuses it. It finds
+//! schemed URLs (`http`, `https`, `ftp`, `ftps`, `sftp`, `ws`, `wss`, `file`, `gopher`, `dict`,
+//! `ldap`, `ldaps`, `data:`, `javascript:`, `vbscript:`, `mailto:`) and bare `www.` hosts. An
+//! Aho-Corasick automaton over the scheme prefixes is the prefilter, so text without any of them
+//! costs one pass of the automaton and nothing else.
+//!
+//! A URL runs to the first whitespace, control character, quote-like delimiter or angle bracket;
+//! trailing sentence punctuation (`.,;:!?'"*`) is then dropped, and a closing `)`, `]` or `}` is
+//! kept only when it closes a bracket opened inside the URL, as in
+//! `https://en.wikipedia.org/wiki/Rust_(programming_language)`, so a markdown link's `)` is not
+//! swallowed. The trade-off of this greedy, grammar-free scan is that a URL written without any
+//! delimiter before the following word (`see https://a.io/x,and more`) keeps the tail; it never
+//! loses the host, which is what policies act on.
 
-use crate::{Detector, DetectorId, Finding, Normalized};
+use std::sync::LazyLock;
 
-/// URLs.
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::{Detector, DetectorId, Finding, Normalized, Severity, Span};
+
+/// Reports every URL as kind `url`, severity low.
 #[derive(Debug, Default)]
-pub struct UrlDetector;
+pub struct UrlDetector {
+    // Not a unit struct, so that options can be added without breaking `default()` callers.
+    _options: (),
+}
 
 impl Detector for UrlDetector {
     fn id(&self) -> DetectorId {
         DetectorId::Url
     }
 
-    fn detect(&self, _input: &Normalized<'_>, _out: &mut Vec<Finding>) {}
+    fn detect(&self, input: &Normalized<'_>, out: &mut Vec<Finding>) {
+        let text = input.original();
+        for u in find_url_matches(text) {
+            let confidence = if u.bare { 0.9 } else { 1.0 };
+            out.push(Finding::new(
+                DetectorId::Url,
+                "url",
+                Severity::Low,
+                confidence,
+                u.span,
+            ));
+        }
+    }
+}
+
+/// How a URL was introduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `http://` or `https://`.
+    Http,
+    /// Any other `scheme://` (ftp, ws, file, gopher, …).
+    OtherNetwork,
+    /// `data:`.
+    Data,
+    /// `javascript:` or `vbscript:`.
+    Script,
+    /// `mailto:`.
+    Mailto,
+    /// A bare `www.` host.
+    Bare,
+}
+
+/// One URL found by [`find_url_matches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlMatch {
+    /// Where the URL is in the text.
+    pub span: Span,
+    /// How it was introduced.
+    pub scheme: Scheme,
+    /// Whether it had no scheme (`www.example.com`).
+    pub bare: bool,
+}
+
+/// The scheme prefixes, lower case; matched ASCII case-insensitively.
+const PREFIXES: &[(&str, Scheme)] = &[
+    ("http://", Scheme::Http),
+    ("https://", Scheme::Http),
+    ("ftp://", Scheme::OtherNetwork),
+    ("ftps://", Scheme::OtherNetwork),
+    ("sftp://", Scheme::OtherNetwork),
+    ("ws://", Scheme::OtherNetwork),
+    ("wss://", Scheme::OtherNetwork),
+    ("file:/", Scheme::OtherNetwork),
+    ("gopher://", Scheme::OtherNetwork),
+    ("dict://", Scheme::OtherNetwork),
+    ("ldap://", Scheme::OtherNetwork),
+    ("ldaps://", Scheme::OtherNetwork),
+    ("data:", Scheme::Data),
+    ("javascript:", Scheme::Script),
+    ("vbscript:", Scheme::Script),
+    ("mailto:", Scheme::Mailto),
+    ("www.", Scheme::Bare),
+];
+
+static PREFIX_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(PREFIXES.iter().map(|(p, _)| p))
+        .ok()
+});
+
+/// Every URL in `text`, in order, as spans of `text`.
+pub fn find_urls(text: &str) -> Vec<Span> {
+    find_url_matches(text).into_iter().map(|u| u.span).collect()
+}
+
+/// Every URL in `text`, in order, with how it was introduced.
+pub fn find_url_matches(text: &str) -> Vec<UrlMatch> {
+    let mut out = Vec::new();
+    let Some(ac) = PREFIX_AC.as_ref() else {
+        return out;
+    };
+    let bytes = text.as_bytes();
+    // URLs never overlap: a prefix inside an already reported URL is part of it.
+    let mut covered = 0usize;
+    for m in ac.find_iter(text) {
+        let start = m.start();
+        if start < covered {
+            continue;
+        }
+        let Some(&(_, scheme)) = PREFIXES.get(m.pattern().as_usize()) else {
+            continue;
+        };
+        // A scheme glued to a word (`xhttp://`, `mywww.`) is not a URL start.
+        let prev = start.checked_sub(1).and_then(|i| bytes.get(i)).copied();
+        if prev.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue;
+        }
+        if scheme == Scheme::Bare && prev.is_some_and(|b| matches!(b, b'.' | b'/' | b'@' | b'-')) {
+            continue;
+        }
+        let body_start = m.end();
+        let end = url_end(text, start, body_start, scheme == Scheme::Data);
+        if !body_ok(bytes, scheme, body_start, end) {
+            continue;
+        }
+        covered = end;
+        out.push(UrlMatch {
+            span: Span::new(start, end),
+            scheme,
+            bare: scheme == Scheme::Bare,
+        });
+    }
+    out
+}
+
+/// Whether what follows the prefix looks like the rest of a URL of that scheme.
+fn body_ok(bytes: &[u8], scheme: Scheme, body_start: usize, end: usize) -> bool {
+    let body = bytes.get(body_start..end).unwrap_or_default();
+    let first = body.first().copied();
+    match scheme {
+        Scheme::Http | Scheme::OtherNetwork => {
+            !body.is_empty()
+                && first.is_some_and(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'[' | b'/' | b'%' | b'_') || b >= 0x80
+                })
+        }
+        Scheme::Data => {
+            // `data:text/html,…`, `data:image/png;base64,…`, `data:,hello`.
+            first == Some(b',')
+                || (first.is_some_and(|b| b.is_ascii_alphabetic())
+                    && body.iter().take(64).any(|&b| b == b'/' || b == b','))
+        }
+        Scheme::Script => body.len() >= 2,
+        Scheme::Mailto => body.contains(&b'@'),
+        Scheme::Bare => {
+            // `www.` then a host with at least one more dot: `www.example.com`.
+            let host_end = body
+                .iter()
+                .position(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+                .unwrap_or(body.len());
+            let host = body.get(..host_end).unwrap_or_default();
+            let dot = host.iter().position(|&b| b == b'.');
+            first.is_some_and(|b| b.is_ascii_alphanumeric())
+                && dot
+                    .is_some_and(|d| d > 0 && host.get(d + 1).is_some_and(u8::is_ascii_alphabetic))
+        }
+    }
+}
+
+/// Whether `c` ends a URL outright.
+fn stops_url(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '<' | '>' | '"' | '`' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}'
+        )
+        || matches!(
+            c,
+            '\u{3000}'
+                ..='\u{303F}'
+                    | '\u{FF01}'
+                    | '\u{FF08}'
+                    | '\u{FF09}'
+                    | '\u{FF0C}'
+                    | '\u{FF1A}'
+                    | '\u{FF1B}'
+        )
+}
+
+/// The end of the URL starting at `start` whose body starts at `body_start`.
+fn url_end(text: &str, start: usize, body_start: usize, markup_ok: bool) -> usize {
+    let bytes = text.as_bytes();
+    // A URL opened by a quote ends at the matching quote.
+    let opener = start.checked_sub(1).and_then(|i| bytes.get(i)).copied();
+    let mut end = body_start;
+    for (i, c) in text.get(body_start..).unwrap_or_default().char_indices() {
+        // A `data:` URL carries markup (`data:text/html,<script>…`) and keeps its angle brackets.
+        let markup = markup_ok && matches!(c, '<' | '>');
+        if (stops_url(c) && !markup) || (c == '\'' && opener == Some(b'\'')) {
+            break;
+        }
+        end = body_start + i + c.len_utf8();
+    }
+    trim_trailing(text, start, end)
+}
+
+/// Drops trailing punctuation and unbalanced closing brackets.
+fn trim_trailing(text: &str, start: usize, mut end: usize) -> usize {
+    let bytes = text.as_bytes();
+    loop {
+        let Some(&last) = end.checked_sub(1).and_then(|i| bytes.get(i)) else {
+            return end;
+        };
+        let drop = match last {
+            b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"' | b'*' => true,
+            b')' => !balanced(bytes.get(start..end).unwrap_or_default(), b'(', b')'),
+            b']' => !balanced(bytes.get(start..end).unwrap_or_default(), b'[', b']'),
+            b'}' => !balanced(bytes.get(start..end).unwrap_or_default(), b'{', b'}'),
+            _ => false,
+        };
+        if !drop || end <= start + 1 {
+            return end;
+        }
+        end -= 1;
+    }
+}
+
+/// Whether `s`, which ends with `close`, has at least as many `open` as `close`.
+fn balanced(s: &[u8], open: u8, close: u8) -> bool {
+    let opens = s.iter().filter(|&&b| b == open).count();
+    let closes = s.iter().filter(|&&b| b == close).count();
+    opens >= closes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(text: &str) -> Vec<&str> {
+        find_urls(text)
+            .into_iter()
+            .filter_map(|s| text.get(s.start..s.end))
+            .collect()
+    }
+
+    #[test]
+    fn trailing_punctuation_and_brackets() {
+        assert_eq!(urls("see https://a.io/x."), ["https://a.io/x"]);
+        assert_eq!(
+            urls("(https://en.wikipedia.org/wiki/Rust_(programming_language))"),
+            ["https://en.wikipedia.org/wiki/Rust_(programming_language)"]
+        );
+        assert_eq!(
+            urls("[docs](https://docs.rs/regex)"),
+            ["https://docs.rs/regex"]
+        );
+        assert_eq!(
+            urls("'http://x.org/a', 'http://y.org'"),
+            ["http://x.org/a", "http://y.org"]
+        );
+    }
+
+    #[test]
+    fn schemes_and_bare_hosts() {
+        assert_eq!(urls("go to www.example.com now"), ["www.example.com"]);
+        assert!(urls("the www. prefix").is_empty());
+        assert!(urls("myhttp://x.org").is_empty());
+        assert_eq!(
+            urls("<a href=\"javascript:alert(1)\">"),
+            ["javascript:alert(1)"]
+        );
+        assert_eq!(
+            urls("data:text/html,<b>hi</b> x"),
+            ["data:text/html,<b>hi</b>"]
+        );
+        assert!(urls("https:// nothing").is_empty());
+    }
+
+    #[test]
+    fn no_panic_on_odd_input() {
+        for t in [
+            "http://",
+            "www.",
+            "é http://ü.de/ä",
+            ")http://a.b)",
+            "\u{1F600}www.a.b",
+        ] {
+            let _ = urls(t);
+        }
+    }
 }
