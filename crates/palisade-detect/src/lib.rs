@@ -255,7 +255,12 @@ pub fn known_kinds(id: DetectorId) -> &'static [&'static str] {
             "lfi",
             "deserialization",
         ],
-        DetectorId::Exfiltration => &["markdown_image", "markdown_link", "encoded_blob", "raw_ip_url"],
+        DetectorId::Exfiltration => &[
+            "markdown_image",
+            "markdown_link",
+            "encoded_blob",
+            "raw_ip_url",
+        ],
         DetectorId::InvisibleText => &[
             "unicode_tags",
             "bidi_override",

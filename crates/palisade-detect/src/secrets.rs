@@ -6,14 +6,15 @@
 //! - **Provider formats** (`ghp_…`, `AKIA…`, `xoxb-…`, `sk_live_…`, `sk-ant-api03-…`, …): a
 //!   prefix, a character class and a length, sometimes a checksum (GitHub and npm tokens carry a
 //!   CRC32 in their last six characters) or a marker (`T3BlbkFJ` in OpenAI keys, the `AA` tail of
-//!   Anthropic keys). Each provider has its own kind, so a policy can treat a publishable Stripe
-//!   key differently from a live secret key.
+//!   Anthropic keys). Each provider has its own kind, so a policy can treat a Stripe test key
+//!   differently from a live one.
 //! - **Structures**: PEM private-key blocks (the span covers the block), JWTs whose header decodes
 //!   to JSON with `"alg"`, `scheme://user:password@host` (kind `connection_string` for databases
 //!   and queues, `basic_auth` otherwise), `Authorization:` headers, and passwords on command
 //!   lines (`curl -u user:password`, `mysql -pS3cret`, `sshpass -p`, `docker login -p`).
 //! - **Vendor contexts**: an identifier naming a vendor (`softlayer_api_key`, `cloudant_pw`,
-//!   `ibm_cloud_iam_key`, `aws_secret_access_key`, …) whose value has that vendor's exact shape.
+//!   `ibm_cloud_iam_key`, `aws_secret_access_key`, a registry-scoped `//host/:_authToken` in
+//!   `.npmrc`, …) whose value has that vendor's exact shape.
 //! - **Generic assignments**: an identifier whose head word is a secret word (`password`, `secret`,
 //!   `token`, `api_key`, `*_key` with a qualifier, …), an operator (`=`, `:`, `:=`, `=>`, XML
 //!   elements, CLI flags, "is"), and a literal value gated by length, character classes and
@@ -22,16 +23,25 @@
 //! Every finding's span is the secret value only (never the `password=` key), so redaction removes
 //! exactly the secret and leaves the text readable.
 //!
-//! **What is not flagged, by design.** Values that are conventionally placeholders: stop words
-//! (`changeme`, `password`, `None`, `test`, `dummy`, `redacted`, …), templates and lookups
-//! (`${VAR}`, `{{ secret }}`, `<your-key>`, `%s`, `$(cmd)`, `os.environ[…]`, `process.env.X`),
-//! fillers and masks (`xxxxxxxx`, `****`, a body of one or two distinct characters, a run of eight
-//! identical characters), documentation examples (values containing `EXAMPLE`, such as AWS's
-//! published `AKIAIOSFODNN7EXAMPLE`) and alphabet walks of twelve or more characters
-//! (`abcdefghijklmnopqrstuvwxyz`). This applies to provider formats too: `ghp_xxxx…` or
-//! `AKIAZZZZZZZZZZZZZZZZ` has the right shape but cannot be a live credential. Invented values
-//! that merely look random (`abcd1234abcd1234…`) are flagged: a detector cannot tell them from
-//! real ones, and a false alarm on a fixture costs less than a leak.
+//! **Placeholders.** A provider token of the right format whose body is filler (`xxxx`, a run
+//! of one character, a repeated unit), an alphabet walk, too little entropy or an `EXAMPLE`
+//! marker (`AKIAZZZZZZZZZZZZZZZZ`, `ghp_xxxx…`, AWS's published `AKIAIOSFODNN7EXAMPLE`) is still
+//! reported, under its provider kind, at severity `low` and confidence 0.3; so is a vendor-context
+//! value of the vendor's exact shape with such a body. The format is what peer scanners flag and
+//! a guardrail cannot prove a token fake, while a policy that acts on medium and above leaves
+//! obvious placeholders alone. `SecretsDetector::report_placeholders(false)` drops them.
+//!
+//! **What is not flagged, by design.** Generic assignments whose value is conventionally a
+//! placeholder: stop words (`changeme`, `password`, `None`, `test`, `dummy`, `redacted`, …),
+//! templates and lookups (`${VAR}`, `{{ secret }}`, `<your-key>`, `%s`, `$(cmd)`,
+//! `os.environ[…]`, `process.env.X`), fillers and masks (`xxxxxxxx`, `****`, a body of one or two
+//! distinct characters, a run of eight identical characters), values containing `EXAMPLE`,
+//! alphabet walks of twelve or more characters, time-based (version 1 and 2) UUIDs, and code
+//! rather than literals (`a::b` paths, calls, `snake_case` names, `name: Type = …` annotations).
+//! Templates are never reported, not even in a provider format. Invented values that merely look
+//! random (`abcd1234abcd1234…`) are flagged: a detector cannot tell them from real ones, and a
+//! false alarm on a fixture costs less than a leak. Stripe publishable keys (`pk_live_…`) are
+//! public by design and not reported.
 //!
 //! **Speed.** One case-sensitive Aho-Corasick DFA finds, in a single pass, every provider prefix
 //! and structural anchor (`ghp_`, `AKIA`, `eyJ`, `-----BEGIN`, `://`, `Q~`, `:AA`, …) and every
@@ -73,7 +83,7 @@ pub const KINDS: &[&str] = &[
     "ibm_cos_hmac_secret", "softlayer_api_key", "cloudant_credential", "github_token",
     "gitlab_token", "bitbucket_app_password", "atlassian_api_token", "sourcegraph_token",
     "slack_token", "slack_webhook", "discord_bot_token", "discord_webhook", "telegram_bot_token",
-    "stripe_key", "stripe_publishable_key", "square_token", "braintree_token", "openai_api_key",
+    "stripe_key", "square_token", "braintree_token", "openai_api_key",
     "anthropic_api_key", "huggingface_token", "groq_api_key", "replicate_api_token",
     "perplexity_api_key", "xai_api_key", "langsmith_api_key", "cohere_api_key", "npm_token",
     "pypi_token", "rubygems_api_key", "nuget_api_key", "clojars_token", "artifactory_token",
@@ -91,11 +101,27 @@ pub const KINDS: &[&str] = &[
 /// The `secrets` detector. Its tables are compiled once per process and shared.
 pub struct SecretsDetector {
     engine: &'static Engine,
+    report_placeholders: bool,
 }
 
 impl Default for SecretsDetector {
     fn default() -> Self {
-        SecretsDetector { engine: &ENGINE }
+        SecretsDetector {
+            engine: &ENGINE,
+            report_placeholders: true,
+        }
+    }
+}
+
+impl SecretsDetector {
+    /// Whether format-valid tokens with a placeholder body (`AKIAZZZZZZZZZZZZZZZZ`,
+    /// `ghp_xxxx…`, values with `EXAMPLE`) are reported, at low severity. On by default: the
+    /// format is the evidence other scanners use, and the finding costs nothing under a policy
+    /// that acts on medium and above.
+    #[must_use]
+    pub fn report_placeholders(mut self, yes: bool) -> Self {
+        self.report_placeholders = yes;
+        self
     }
 }
 
@@ -103,6 +129,7 @@ impl std::fmt::Debug for SecretsDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretsDetector")
             .field("token_rules", &self.engine.rules.len())
+            .field("report_placeholders", &self.report_placeholders)
             .finish()
     }
 }
@@ -114,13 +141,15 @@ impl Detector for SecretsDetector {
 
     fn detect(&self, input: &Normalized<'_>, out: &mut Vec<Finding>) {
         let text = input.original();
+        let keep = |c: &Cand| self.report_placeholders || !c.placeholder;
         let mut kept = self.engine.scan(text);
+        kept.retain(keep);
 
         // The same text with invisible characters removed: a token split by a zero-width space is
         // still a token. Only findings the first pass missed are added.
         if !input.invisible_runs().is_empty() || has_invisible(text) {
             let (stripped, map) = strip_invisible(text);
-            for c in self.engine.scan(&stripped) {
+            for c in self.engine.scan(&stripped).into_iter().filter(keep) {
                 let start = map.get(c.start).copied().unwrap_or(text.len());
                 let end = c
                     .end
@@ -151,7 +180,7 @@ impl Detector for SecretsDetector {
             }
             let found = self.engine.scan(&seg.text);
             let mut kinds: Vec<&'static str> = Vec::new();
-            for c in found {
+            for c in found.into_iter().filter(keep) {
                 if kinds.contains(&c.kind) {
                     continue;
                 }
@@ -217,6 +246,8 @@ struct Cand {
     severity: Severity,
     confidence: f32,
     prio: u8,
+    /// A format-valid value whose body is filler or an example: reported at low severity.
+    placeholder: bool,
 }
 
 const PRIO_PEM: u8 = 7;
@@ -284,6 +315,10 @@ enum Check {
     DigitAndLetter,
     /// Bedrock long-term keys are base64 of `BedrockAPIKey-…`.
     Bedrock,
+    /// The provider's tokens are hex (Twilio); other lower-case letters make a placeholder.
+    Hex,
+    /// Letters only is a word or an identifier (`APAddressBook`), unless it is filler.
+    NotAWord,
 }
 
 /// Where in a match the secret span starts.
@@ -449,7 +484,6 @@ fn specs() -> Vec<Spec> {
         "stripe_key", ["sk_live_", "rk_live_"], r"[sr]k_live_[A-Za-z0-9]{24,247}", 8, W, Critical;
         "stripe_key", ["sk_test_", "rk_test_"], r"[sr]k_test_[A-Za-z0-9]{24,247}", 8, W, Medium .conf(0.8);
         "stripe_key", ["whsec_"], r"whsec_[A-Za-z0-9+/=]{32,64}", 6, W | PS | EQ, High;
-        "stripe_publishable_key", ["pk_live_"], r"pk_live_[A-Za-z0-9]{24,247}", 8, W, Low .conf(0.8);
         "square_token", ["sq0atp-", "sq0csp-"], r"sq0(?:atp-[A-Za-z0-9_-]{22}|csp-[A-Za-z0-9_-]{43})", 7, WD, Critical;
         "square_token", ["EAAA"], r"EAAA[A-Za-z0-9_+=-]{60}", 4, WD | PS | EQ, Critical .entropy(3.5) .conf(0.8);
         "braintree_token", ["access_token$production$", "access_token$sandbox$"], r"access_token\$(?:production|sandbox)\$[0-9a-z]{16}\$[0-9a-f]{32}", 13, W | DL, Critical;
@@ -471,12 +505,15 @@ fn specs() -> Vec<Spec> {
         "clojars_token", ["CLOJARS_"], r"CLOJARS_[a-z0-9]{60}", 8, W, Critical;
         "artifactory_token", ["AKCp"], r"AKCp[A-Za-z0-9]{64,73}", 4, AN, Critical .entropy(3.5);
         "artifactory_token", ["cmVmdGtuOjAxOj"], r"cmVmdGtuOjAxOj[A-Za-z0-9]{50}", 14, AN, Critical;
+        // Older API keys (`AKC…`) and encrypted passwords (`AP` + a hex digit), in the loose shape
+        // other scanners accept.
+        "artifactory_token", ["AKC", "AP0", "AP1", "AP2", "AP3", "AP4", "AP5", "AP6", "AP7", "AP8", "AP9", "APA", "APB", "APC", "APD", "APE", "APF"], r"(?:AKC[A-Za-z0-9]{10,100}|AP[0-9A-F][A-Za-z0-9]{8,100})", 3, AN, High .weak() .conf(0.6) .entropy(3.0) .check(Check::NotAWord) .window(110);
         // Messaging and e-mail
         "sendgrid_api_key", ["SG."], r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", 3, WD | DO, Critical;
         "mailchimp_api_key", ["-us"], r"[0-9a-f]{32}-us[0-9]{1,2}", 0, AN, Critical .lookback(&[32]);
         "mailgun_api_key", ["key-"], r"key-[a-f0-9]{32}", 4, AN, High .weak() .entropy(3.0);
-        "twilio_api_key", ["SK"], r"SK[0-9a-f]{32}", 2, AN, High .weak() .entropy(3.0);
-        "twilio_account_sid", ["AC"], r"AC[0-9a-f]{32}", 2, AN, Low .weak() .entropy(3.0) .conf(0.7);
+        "twilio_api_key", ["SK"], r"SK[0-9a-z]{32}", 2, AN, High .weak() .entropy(3.0) .check(Check::Hex);
+        "twilio_account_sid", ["AC"], r"AC[0-9a-z]{32}", 2, AN, Low .weak() .entropy(3.0) .conf(0.7) .check(Check::Hex);
         // Social
         "facebook_access_token", ["EAAB", "EAAC", "EAAG", "EAAM", "EAAI", "EAAJ"], r"EAA[BCGMIJ][A-Za-z0-9]{90,400}", 4, AN, Critical .entropy(4.0);
         // Commerce
@@ -790,6 +827,7 @@ impl Engine {
             severity: Critical,
             confidence: if end == body_end { 0.85 } else { 0.98 },
             prio: PRIO_PEM,
+            placeholder: false,
         })
     }
 }
@@ -818,20 +856,26 @@ impl Rule {
                     continue;
                 }
             }
-            let hay = text.get(start..floor_boundary(text, start + self.window))?;
-            let m = self.regex.find(hay)?;
+            let Some(hay) = text.get(start..floor_boundary(text, start + self.window)) else {
+                continue;
+            };
+            let Some(m) = self.regex.find(hay) else {
+                continue;
+            };
             let end = start + m.end();
             if !right_boundary_ok(bytes, end, self.right) {
                 continue;
             }
             let token = bytes.get(start..end)?;
             let body = token.get(self.body_from.min(token.len())..)?;
-            if !token_body_ok(body, self.min_entropy) {
-                continue;
-            }
-            let Some(adjust) = check_token(self.check, token, body) else {
+            let Some(verdict) = check_token(self.check, token, body) else {
                 continue;
             };
+            // A body of filler, an example marker, an alphabet walk or too little entropy: the
+            // format is right but the value is almost surely a placeholder. Peer scanners flag
+            // the format, and a guardrail cannot prove a token fake, so it is still reported,
+            // at low severity, so that a policy acting on medium and above leaves it alone.
+            let placeholder = verdict.placeholder || !token_body_ok(body, self.min_entropy);
             let span_start = match self.span {
                 SpanMode::Whole => start,
                 SpanMode::AfterSlashes(n) => {
@@ -851,13 +895,22 @@ impl Rule {
                 SpanMode::AfterEq => start + token.iter().position(|&b| b == b'=')? + 1,
             };
             let weak_penalty = if self.weak { 0.05 } else { 0.0 };
+            let (severity, confidence) = if placeholder {
+                (Low, PLACEHOLDER_CONFIDENCE)
+            } else {
+                (
+                    self.severity,
+                    (self.confidence + verdict.adjust - weak_penalty).clamp(0.05, 0.99),
+                )
+            };
             return Some(Cand {
                 start: span_start,
                 end,
                 kind: self.kind,
-                severity: self.severity,
-                confidence: (self.confidence + adjust - weak_penalty).clamp(0.05, 0.99),
+                severity,
+                confidence,
                 prio: PRIO_TOKEN,
+                placeholder,
             });
         }
         None
@@ -876,32 +929,50 @@ fn right_boundary_ok(bytes: &[u8], end: usize, cls: u8) -> bool {
     }
 }
 
-/// Confidence adjustment for a token, or `None` to reject it.
-fn check_token(check: Check, token: &[u8], body: &[u8]) -> Option<f32> {
+/// What a format check says about a token that matched its regex.
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    /// Added to the rule's confidence.
+    adjust: f32,
+    /// The token has the loose shape peer scanners accept but not the provider's exact one
+    /// (Twilio SIDs are hex): reported as a placeholder.
+    placeholder: bool,
+}
+
+const fn verdict(adjust: f32) -> Verdict {
+    Verdict {
+        adjust,
+        placeholder: false,
+    }
+}
+
+/// Confidence of a format-valid token whose body is a placeholder.
+const PLACEHOLDER_CONFIDENCE: f32 = 0.3;
+
+/// The verdict on a token, or `None` to reject it.
+fn check_token(check: Check, token: &[u8], body: &[u8]) -> Option<Verdict> {
     match check {
-        Check::None => Some(0.0),
-        Check::Crc32Base62 => Some(if crc32_base62_ok(body) { 0.09 } else { -0.1 }),
+        Check::None => Some(verdict(0.0)),
+        Check::Crc32Base62 => Some(verdict(if crc32_base62_ok(body) { 0.09 } else { -0.1 })),
         Check::OpenAi => {
             if contains(token, b"T3BlbkFJ") {
-                Some(0.08)
+                Some(verdict(0.08))
             } else if (token.starts_with(b"sk-proj-")
                 || token.starts_with(b"sk-svcacct-")
                 || token.starts_with(b"sk-admin-"))
                 && token.len() >= 90
             {
-                Some(0.0)
+                Some(verdict(0.0))
             } else {
                 None
             }
         }
-        Check::AnthropicTail => token.ends_with(b"AA").then_some(0.08),
+        Check::AnthropicTail => token.ends_with(b"AA").then_some(verdict(0.08)),
         Check::MixedCase => (body.iter().any(u8::is_ascii_uppercase)
             && body.iter().any(u8::is_ascii_lowercase))
-        .then_some(0.0),
-        Check::DigitAndLetter => (body.iter().any(u8::is_ascii_digit)
-            && body.iter().any(u8::is_ascii_alphabetic))
-        .then_some(0.0),
-        Check::Bedrock => Some(
+        .then_some(verdict(0.0)),
+        Check::DigitAndLetter => has_digit_and_letter(body).then_some(verdict(0.0)),
+        Check::Bedrock => Some(verdict(
             if base64_decode(body.get(..body.len().min(40) / 4 * 4)?)
                 .is_some_and(|d| d.starts_with(b"BedrockAPIKey-"))
             {
@@ -909,8 +980,17 @@ fn check_token(check: Check, token: &[u8], body: &[u8]) -> Option<f32> {
             } else {
                 -0.15
             },
-        ),
+        )),
+        Check::Hex => Some(Verdict {
+            adjust: 0.0,
+            placeholder: !is_hex(body),
+        }),
+        Check::NotAWord => (has_digit_and_letter(body) || is_filler(body)).then_some(verdict(0.0)),
     }
+}
+
+fn has_digit_and_letter(v: &[u8]) -> bool {
+    v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1074,9 +1154,32 @@ fn is_filler(v: &[u8]) -> bool {
         || (v.len() >= 3 && distinct(v) <= 2)
 }
 
+/// Most of `v` (case aside) is one unit of 4 to 16 bytes written three or more times
+/// (`abcd1234abcd1234abcd1234…`, `1234567890abcdef1234567890abcdef…`): typed, not random. Only
+/// the first `PERIODIC_SCAN` bytes are examined, so long values cost a bounded amount.
+fn is_periodic(v: &[u8]) -> bool {
+    let w = v.get(..v.len().min(PERIODIC_SCAN)).unwrap_or(v);
+    if w.len() < 16 {
+        return false;
+    }
+    (4..=16usize).any(|p| {
+        // How far from the start the text repeats itself with period `p`.
+        let run = w
+            .iter()
+            .zip(w.iter().skip(p))
+            .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
+            .count()
+            + p;
+        run >= 3 * p && run * 4 >= w.len() * 3
+    })
+}
+
+const PERIODIC_SCAN: usize = 512;
+
 /// The random part of a provider token is plausible.
 fn token_body_ok(body: &[u8], min_entropy: f32) -> bool {
     !is_filler(body)
+        && !is_periodic(body)
         && !contains_ci(body, b"example")
         && max_walk(body) < 12
         && entropy(body) >= min_entropy
@@ -1206,6 +1309,12 @@ fn is_hex(v: &[u8]) -> bool {
     v.iter().all(u8::is_ascii_hexdigit)
 }
 
+/// A time-based UUID: versions 1 and 2 hold a timestamp and a MAC address, not random material,
+/// so they identify things rather than authenticate.
+fn is_time_uuid(v: &[u8]) -> bool {
+    is_uuid(v) && matches!(v.get(14), Some(b'1' | b'2'))
+}
+
 fn is_uuid(v: &[u8]) -> bool {
     v.len() == 36
         && v.iter().enumerate().all(|(i, b)| {
@@ -1264,6 +1373,7 @@ fn jwt_at(b: &[u8], p: usize) -> Option<Cand> {
         severity: High,
         confidence: if signed && end > e2 + 1 { 0.92 } else { 0.75 },
         prio: PRIO_JWT,
+        placeholder: false,
     })
 }
 
@@ -1364,6 +1474,7 @@ fn url_credentials_at(b: &[u8], p: usize) -> Option<Cand> {
         severity: High,
         confidence: if h >= 3.0 { 0.9 } else { 0.8 },
         prio: PRIO_STRUCT,
+        placeholder: false,
     })
 }
 
@@ -1481,6 +1592,7 @@ fn cli_password(w: &Word, skip: usize) -> Option<Cand> {
         severity: High,
         confidence: if entropy(v) >= 3.0 { 0.85 } else { 0.75 },
         prio: PRIO_STRUCT,
+        placeholder: false,
     })
 }
 
@@ -1554,6 +1666,7 @@ fn curl_credential(w: &Word) -> Option<Cand> {
         severity: High,
         confidence: if entropy(value) >= 3.0 { 0.9 } else { 0.8 },
         prio: PRIO_STRUCT,
+        placeholder: false,
     })
 }
 
@@ -1608,6 +1721,7 @@ fn discord_tokens(b: &[u8], out: &mut Vec<Cand>) {
             severity: Critical,
             confidence: 0.85,
             prio: PRIO_TOKEN,
+            placeholder: false,
         });
     }
 }
@@ -1649,6 +1763,7 @@ fn facebook_app_tokens(b: &[u8], out: &mut Vec<Cand>) {
             severity: Critical,
             confidence: 0.85,
             prio: PRIO_TOKEN,
+            placeholder: false,
         });
     }
 }
@@ -1986,19 +2101,31 @@ fn assignment_value(b: &[u8], is: usize, ie: usize) -> Option<Cand> {
     let header = tier == Tier::Strong && contains_ci(ident, b"authorization");
     let (vs, ve, quoted, scheme) = value_at(b, v, op, header)?;
     let value = b.get(vs..ve)?;
-    let lower: Vec<u8> = ident.iter().map(u8::to_ascii_lowercase).collect();
-    if let Some((kind, conf)) = vendor_kind(&lower, value) {
-        if vendor_value_ok(value) {
-            return Some(Cand {
-                start: vs,
-                end: ve,
-                kind,
-                severity: Critical,
-                confidence: conf,
-                prio: PRIO_VENDOR,
-            });
-        }
+    if !quoted && type_annotation(b, ve) {
         return None;
+    }
+    let lower: Vec<u8> = ident.iter().map(u8::to_ascii_lowercase).collect();
+    if let Some((kind, conf)) = vendor_kind(&lower, value, npmrc_scoped(b, is)) {
+        if is_template(value) {
+            return None;
+        }
+        // The vendor's exact format holding filler or an example marker: reported as a
+        // placeholder, like a provider token with such a body.
+        let placeholder = !vendor_value_ok(value);
+        let (severity, confidence) = if placeholder {
+            (Low, PLACEHOLDER_CONFIDENCE)
+        } else {
+            (Critical, conf)
+        };
+        return Some(Cand {
+            start: vs,
+            end: ve,
+            kind,
+            severity,
+            confidence,
+            prio: PRIO_VENDOR,
+            placeholder,
+        });
     }
     if tier == Tier::VendorOnly {
         return None;
@@ -2032,6 +2159,7 @@ fn assignment_value(b: &[u8], is: usize, ie: usize) -> Option<Cand> {
         severity,
         confidence,
         prio: if header { PRIO_STRUCT } else { PRIO_GENERIC },
+        placeholder: false,
     })
 }
 
@@ -2056,6 +2184,10 @@ fn operator(b: &[u8], e: usize, before: Option<u8>, flag: bool, tier: Tier) -> O
     }
     let had_ws = i > ws_start;
     let rest = b.get(i..).unwrap_or_default();
+    // `token::take_while`, `Authorization::{…}`: a path separator, not an assignment.
+    if rest.starts_with(b"::") && !rest.starts_with(b"::=") {
+        return None;
+    }
     for (tok, len) in [
         (&b"::="[..], 3),
         (b":=", 2),
@@ -2254,8 +2386,32 @@ fn value_at(
     (ve > vs).then_some((vs, ve, quoted, scheme))
 }
 
+/// `//host/path/:` right before the identifier starting at `is`: an `.npmrc` setting scoped to a
+/// registry, which is how npm reads auth tokens.
+fn npmrc_scoped(b: &[u8], is: usize) -> bool {
+    let Some(head) = is.checked_sub(2).and_then(|s| b.get(s..is)) else {
+        return false;
+    };
+    if head != b"/:" {
+        return false;
+    }
+    // `//` then a non-empty registry on the same line, looked for in a bounded window.
+    let from = is.saturating_sub(2 + NPMRC_SCOPE_MAX);
+    let Some(scope) = b.get(from..is - 2) else {
+        return false;
+    };
+    let line = scope
+        .iter()
+        .rposition(|&c| c == b'\n' || c.is_ascii_whitespace())
+        .map_or(scope, |i| scope.get(i + 1..).unwrap_or_default());
+    memchr::memmem::find(line, b"//").is_some_and(|i| line.len() > i + 2)
+}
+
+const NPMRC_SCOPE_MAX: usize = 256;
+
 /// A vendor named in the identifier whose exact value format matches: `(kind, confidence)`.
-fn vendor_kind(ident_lower: &[u8], v: &[u8]) -> Option<(&'static str, f32)> {
+/// `npmrc_scoped` says the identifier is a registry-scoped `.npmrc` key.
+fn vendor_kind(ident_lower: &[u8], v: &[u8], npmrc_scoped: bool) -> Option<(&'static str, f32)> {
     let has = |w: &[u8]| contains(ident_lower, w);
     let all = |f: fn(&u8) -> bool| v.iter().all(f);
     let lower_alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
@@ -2302,7 +2458,10 @@ fn vendor_kind(ident_lower: &[u8], v: &[u8]) -> Option<(&'static str, f32)> {
     {
         return Some(("artifactory_token", 0.85));
     }
-    if ident_lower == b"_authtoken" && (is_uuid(v) || v.starts_with(b"npm_")) {
+    // `.npmrc`: a legacy token is a random UUID; newer ones start `npm_`.
+    let npm_new =
+        v.len() >= 12 && v.starts_with(b"npm_") && v.iter().skip(4).all(u8::is_ascii_alphanumeric);
+    if ident_lower == b"_authtoken" && npmrc_scoped && (is_uuid(v) || npm_new) {
         return Some(("npm_token", 0.9));
     }
     if has(b"heroku") && is_uuid(v) {
@@ -2332,7 +2491,7 @@ fn vendor_kind(ident_lower: &[u8], v: &[u8]) -> Option<(&'static str, f32)> {
 
 /// A vendor-format value that is not a placeholder.
 fn vendor_value_ok(v: &[u8]) -> bool {
-    !is_placeholder(v) && entropy(v) >= 2.5
+    !is_placeholder(v) && !is_time_uuid(v) && entropy(v) >= 2.5
 }
 
 /// Whether a generic value looks like a secret under an identifier of `tier`:
@@ -2389,8 +2548,14 @@ fn generic_gate(
         }
         if matches!(
             v.first(),
-            Some(b'{' | b'[' | b'(' | b'!' | b'*' | b'&' | b'|' | b'>')
+            Some(b'{' | b'[' | b'(' | b'!' | b'*' | b'&' | b'|' | b'>' | b':')
         ) {
+            return None;
+        }
+        // Code: a path (`super::Foundation::PROPERTYKEY`, `crate::Event`), a call
+        // (`_basic_auth_str(username`, `self.headers.get(`) or a named constant or type
+        // (`MSV1_0_CREDENTIAL_KEY`, `nl80211_rekey_data`).
+        if contains(v, b"::") || v.contains(&b'(') || is_snake_name(v) {
             return None;
         }
     }
@@ -2411,7 +2576,7 @@ fn generic_gate(
     {
         return None;
     }
-    if ends_with_version(v) {
+    if ends_with_version(v) || is_time_uuid(v) {
         return None;
     }
     // Base64 that decodes to text is judged by the text: `U3VtbWVyMjAyNCE=` is a password,
@@ -2475,6 +2640,35 @@ fn generic_gate(
     let q = if quoted { 0.05 } else { 0.0 };
     let prose = if op == Op::Prose { -0.15 } else { 0.0 };
     Some((severity, (base + bonus + q + prose).clamp(0.05, 0.95)))
+}
+
+/// The unquoted value ending at `ve` is followed by `=`: `TOKEN: _bindgen_ty_7 = …` gives a
+/// type, not a value.
+fn type_annotation(b: &[u8], ve: usize) -> bool {
+    let mut i = ve;
+    while b.get(i).is_some_and(|&c| c == b' ' || c == b'\t') && i - ve < 8 {
+        i += 1;
+    }
+    b.get(i) == Some(&b'=') && b.get(i + 1) != Some(&b'=')
+}
+
+/// An identifier in `snake_case` or `UPPER_SNAKE_CASE` with two or more word segments (two or
+/// more letters of one case, then perhaps digits): a name of something in code
+/// (`IKEEXT_CREDENTIAL0`). Random material mixes case and digits within a segment.
+fn is_snake_name(v: &[u8]) -> bool {
+    let ident = v
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        && v.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && v.contains(&b'_');
+    let word = |seg: &&[u8]| {
+        let letters = seg.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+        let (head, tail) = seg.split_at(letters);
+        head.len() >= 2
+            && (head.iter().all(u8::is_ascii_lowercase) || head.iter().all(u8::is_ascii_uppercase))
+            && tail.iter().all(u8::is_ascii_digit)
+    };
+    ident && v.split(|c| *c == b'_').filter(word).count() >= 2
 }
 
 /// `v` as base64 (padding may be percent-encoded) that decodes to printable ASCII text.
@@ -2664,13 +2858,100 @@ mod tests {
             "token = null",
             "api_key = os.environ['API_KEY']",
             "const token = process.env.GITHUB_TOKEN;",
-            "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
-            "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
             "redis://:password@localhost:6379",
             "secret_key = 'REDACTED'",
         ] {
             assert!(find(t).is_empty(), "{t}: {:?}", find(t));
         }
+    }
+
+    /// `(kind, severity, confidence)` of every finding.
+    fn graded(text: &str, det: &SecretsDetector) -> Vec<(String, Severity, f32)> {
+        let input = Normalized::new(text, &NormalizeOptions::default());
+        let mut out = Vec::new();
+        det.detect(&input, &mut out);
+        out.into_iter()
+            .map(|f| (f.kind.to_string(), f.severity, f.confidence))
+            .collect()
+    }
+
+    #[test]
+    fn format_valid_placeholders_are_low() {
+        let d = SecretsDetector::default();
+        for (text, kind) in [
+            (
+                "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+                "aws_access_key_id",
+            ),
+            ("key: AKIAQQQQQQQQQQQQQQQQ", "aws_access_key_id"),
+            ("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "github_token"),
+            (
+                "SID=ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                "twilio_account_sid",
+            ),
+            ("X-JFrog-Art-Api: AKCxxxxxxxxxxxx", "artifactory_token"),
+            (
+                "aws_secret_access_key = \"Jb2kR9/Lq7ZxEXAMPLEKEYw4Tn8vQ1sUo3YpMd6f\"",
+                "aws_secret_access_key",
+            ),
+            (
+                "//npm.pkg.example/:_authToken=npm_xxxxxxxxxxxx",
+                "npm_token",
+            ),
+        ] {
+            let g = graded(text, &d);
+            assert_eq!(g.len(), 1, "{text}: {g:?}");
+            assert_eq!(g[0].0, kind, "{text}");
+            assert_eq!(g[0].1, Severity::Low, "{text}");
+            assert!(g[0].2 <= 0.3 + f32::EPSILON, "{text}: {g:?}");
+        }
+        // Off: nothing at all.
+        let quiet = SecretsDetector::default().report_placeholders(false);
+        assert!(graded("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", &quiet).is_empty());
+        // A random body keeps the provider's severity.
+        let g = graded("SK3f9a1c0b7e2d4f6a8b9c1d3e5f7a9b0c", &d);
+        assert_eq!(g.len(), 1, "{g:?}");
+        assert_eq!(g[0].1, Severity::High);
+    }
+
+    #[test]
+    fn loose_artifactory_shape_needs_a_token_not_a_word() {
+        assert_eq!(kinds("pass=AP7kT4mQ9zW2xR5vB8"), vec!["artifactory_token"]);
+        assert!(find("import APAddressBook").is_empty());
+        assert!(find("See APEXLEGENDSSEASON for details").is_empty());
+        assert!(find("testAKCwithinsomeirrelevantstring").is_empty());
+    }
+
+    #[test]
+    fn npm_legacy_token_needs_a_registry_scope() {
+        let v4 = "//registry.npmjs.org/:_authToken=3f1c9a2e-7b4d-4e8a-9c61-2d5f8b0e7a34";
+        assert_eq!(kinds(v4), vec!["npm_token"]);
+        // A time-based UUID (version 1) is an identifier: low when scoped, nothing unscoped.
+        let v1 = "//registry.npmjs.org/:_authToken=6a0c3f7e-1d2b-11ee-8c90-0242ac120003";
+        let g = graded(v1, &SecretsDetector::default());
+        assert_eq!(g.len(), 1, "{g:?}");
+        assert_eq!(g[0].1, Severity::Low);
+        assert!(find("_authToken=6a0c3f7e-1d2b-11ee-8c90-0242ac120003").is_empty());
+    }
+
+    #[test]
+    fn code_is_not_a_value() {
+        for t in [
+            "use winnow::token::take_while;",
+            "pub const TASK_KEY: super::super::Foundation::PROPERTYKEY = PROPERTYKEY { a: 1 };",
+            "pub const IFLA_INET6_TOKEN: _bindgen_ty_7 = _bindgen_ty_7::IFLA_INET6_TOKEN;",
+            "    pub peerCredentials: IKEEXT_CREDENTIAL1,",
+            "headers[\"Authorization\"] = _basic_auth_str(username, password)",
+            "    :type passphrase: :py:data:`bytes`",
+        ] {
+            assert!(find(t).is_empty(), "{t}: {:?}", find(t));
+        }
+    }
+
+    #[test]
+    fn telegram_token_with_a_nine_digit_bot_id() {
+        let t = "token: 152165067:AAq5ZvQmLL8ZrF8w50SR2Qugs4lIFVRdxtD";
+        assert_eq!(kinds(t), vec!["telegram_bot_token"]);
     }
 
     #[test]

@@ -126,9 +126,15 @@ pub fn find_url_matches(text: &str) -> Vec<UrlMatch> {
         let Some(&(_, scheme)) = PREFIXES.get(m.pattern().as_usize()) else {
             continue;
         };
-        // A scheme glued to a word (`xhttp://`, `mywww.`) is not a URL start.
+        // A scheme glued to a word (`seehttps://x.io`) still starts a URL: the link works when
+        // pasted, and redaction must not leave it behind. Schemes without `//` (`data:`,
+        // `mailto:`) and bare `www.` need a word boundary, or ordinary words would match.
         let prev = start.checked_sub(1).and_then(|i| bytes.get(i)).copied();
-        if prev.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        let glued = prev.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let has_slashes = PREFIXES
+            .get(m.pattern().as_usize())
+            .is_some_and(|(p, _)| p.ends_with("//"));
+        if glued && !has_slashes {
             continue;
         }
         if scheme == Scheme::Bare && prev.is_some_and(|b| matches!(b, b'.' | b'/' | b'@' | b'-')) {
@@ -224,29 +230,46 @@ fn url_end(text: &str, start: usize, body_start: usize, markup_ok: bool) -> usiz
 /// Drops trailing punctuation and unbalanced closing brackets.
 fn trim_trailing(text: &str, start: usize, mut end: usize) -> usize {
     let bytes = text.as_bytes();
+    // Bracket balance of the URL, counted once and updated as bytes are dropped, so a URL
+    // followed by thousands of `)` is trimmed in linear time.
+    let mut balance = [0isize; 3];
+    for &b in bytes.get(start..end).unwrap_or_default() {
+        match b {
+            b'(' => balance[0] += 1,
+            b')' => balance[0] -= 1,
+            b'[' => balance[1] += 1,
+            b']' => balance[1] -= 1,
+            b'{' => balance[2] += 1,
+            b'}' => balance[2] -= 1,
+            _ => {}
+        }
+    }
     loop {
         let Some(&last) = end.checked_sub(1).and_then(|i| bytes.get(i)) else {
             return end;
         };
-        let drop = match last {
-            b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"' | b'*' => true,
-            b')' => !balanced(bytes.get(start..end).unwrap_or_default(), b'(', b')'),
-            b']' => !balanced(bytes.get(start..end).unwrap_or_default(), b'[', b']'),
-            b'}' => !balanced(bytes.get(start..end).unwrap_or_default(), b'{', b'}'),
-            _ => false,
+        // A closing bracket stays when the URL has at least as many openers as closers.
+        let slot = match last {
+            b')' => Some(0),
+            b']' => Some(1),
+            b'}' => Some(2),
+            _ => None,
+        };
+        let drop = match slot {
+            Some(k) => balance.get(k).is_some_and(|&n| n < 0),
+            None => matches!(
+                last,
+                b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"' | b'*'
+            ),
         };
         if !drop || end <= start + 1 {
             return end;
         }
+        if let Some(n) = slot.and_then(|k| balance.get_mut(k)) {
+            *n += 1;
+        }
         end -= 1;
     }
-}
-
-/// Whether `s`, which ends with `close`, has at least as many `open` as `close`.
-fn balanced(s: &[u8], open: u8, close: u8) -> bool {
-    let opens = s.iter().filter(|&&b| b == open).count();
-    let closes = s.iter().filter(|&&b| b == close).count();
-    opens >= closes
 }
 
 #[cfg(test)]
@@ -281,7 +304,8 @@ mod tests {
     fn schemes_and_bare_hosts() {
         assert_eq!(urls("go to www.example.com now"), ["www.example.com"]);
         assert!(urls("the www. prefix").is_empty());
-        assert!(urls("myhttp://x.org").is_empty());
+        assert_eq!(urls("myhttp://x.org"), ["http://x.org"]);
+        assert!(urls("mydata:text/html,x").is_empty());
         assert_eq!(
             urls("<a href=\"javascript:alert(1)\">"),
             ["javascript:alert(1)"]

@@ -1951,7 +1951,7 @@ fn values(v: &[u8], escaped: &dyn Fn(usize) -> bool) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     let bounded = |s: usize, e: usize, out: &mut Vec<(usize, usize)>| {
-        if e > s && out.len() < 256 {
+        if e > s && out.len() < 4096 {
             out.push((s, e));
         }
     };
@@ -3076,10 +3076,12 @@ fn shell_tail(v: &[u8], from: usize) -> bool {
 /// Whether the value from `from` to its end is a few words only (`cscli alerts list`).
 fn short_value(v: &[u8], from: usize) -> bool {
     let rest = v.get(from..).unwrap_or_default();
+    // Bounded look-ahead: only values of at most 40 bytes qualify.
     let end = rest
         .iter()
+        .take(41)
         .position(|&c| c == b'\n' || c == b'&')
-        .unwrap_or(rest.len());
+        .unwrap_or(rest.len().min(41));
     rest.first() == Some(&b' ')
         && end <= 40
         && rest
@@ -3118,11 +3120,14 @@ fn command_scan(v: &[u8], view: &View<'_>, out: &mut Vec<Hit>) {
                 if b == b'$' {
                     j = i + 2;
                 }
-                // `&&`, `||`, `|&`
-                while matches!(v.get(j), Some(b'&' | b'|')) {
+                // `&&`, `||`, `|&`, then blanks; bounded, so a run of thousands of `&` or
+                // spaces costs a constant per byte, not the length of the run.
+                let limit = j + 16;
+                while j < limit && matches!(v.get(j), Some(b'&' | b'|')) {
                     j += 1;
                 }
-                while matches!(v.get(j), Some(b' ' | b'\t')) {
+                let limit = j + 16;
+                while j < limit && matches!(v.get(j), Some(b' ' | b'\t')) {
                     j += 1;
                 }
                 Some(j)

@@ -106,8 +106,13 @@ fn detector_cases_from_testdata() {
                 }
             }
             for f in &found {
-                if detector != DetectorId::Custom && !palisade_detect::known_kinds(detector).contains(&f.0.as_str()) {
-                    failures.push(format!("{at}: kind {} is not in known_kinds({detector})", f.0));
+                if detector != DetectorId::Custom
+                    && !palisade_detect::known_kinds(detector).contains(&f.0.as_str())
+                {
+                    failures.push(format!(
+                        "{at}: kind {} is not in known_kinds({detector})",
+                        f.0
+                    ));
                 }
                 if !expected.iter().any(|e| fits(e, f)) {
                     failures.push(format!("{at}: unexpected {} {:?}", f.0, f.1));

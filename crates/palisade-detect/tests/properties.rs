@@ -97,7 +97,11 @@ fn best_of_3(text: &str) -> Duration {
 #[test]
 fn no_input_makes_a_scan_super_linear() {
     // Unoptimised builds are tens of times slower; keep the same 16x ratio on smaller inputs.
-    let base = if cfg!(debug_assertions) { 2 * 1024 } else { 16 * 1024 };
+    let base = if cfg!(debug_assertions) {
+        2 * 1024
+    } else {
+        16 * 1024
+    };
     let small = adversarial_inputs(base);
     let large = adversarial_inputs(16 * base);
     let mut bad = Vec::new();
