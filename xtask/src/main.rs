@@ -124,7 +124,8 @@ fn train_injection(corpora: &Path, out: &Path) -> anyhow::Result<()> {
     }
     // A fifth of the data, chosen by a hash of the text, is held out for calibration and the
     // report; the rest trains.
-    let (held, train): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| fnv64(&r.text).is_multiple_of(5));
+    let (held, train): (Vec<&Row>, Vec<&Row>) =
+        rows.iter().partition(|r| fnv64(&r.text).is_multiple_of(5));
     let ex = |r: &&Row| Example {
         folded: fold(&r.text),
         positive: r.positive,
