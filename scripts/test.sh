@@ -28,6 +28,7 @@ install_deps() {
 [ "${SKIP_INSTALL:-0}" = 1 ] || { say "installing test dependencies"; install_deps; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+palisade="${CARGO_TARGET_DIR:-$root/target}/release/palisade"
 
 say "format"
 cargo fmt --all -- --check
@@ -40,7 +41,7 @@ cargo test --workspace --release
 cargo build --release -p palisade
 
 say "end-to-end: real MCP, openai and anthropic clients and servers through the proxy"
-PALISADE_BIN="$root/target/release/palisade" python3 -m pytest -q tests/e2e
+PALISADE_BIN="$palisade" python3 -m pytest -q tests/e2e
 
 say "benchmarks compile"
 cargo bench --workspace --no-run --quiet
@@ -53,8 +54,8 @@ if [ -f "$corpora/README.md" ]; then
   say "detection quality on $corpora"
   # Detectors that meet the foundation targets are held to them; the others are reported until
   # they do (add them to the checked list then).
-  ./target/release/palisade eval --corpora "$corpora" --detector prompt_injection --detector pii --check
-  ./target/release/palisade eval --corpora "$corpora" --detector secrets --detector web_attack \
+  "$palisade" eval --corpora "$corpora" --detector prompt_injection --detector pii --check
+  "$palisade" eval --corpora "$corpora" --detector secrets --detector web_attack \
     --detector exfiltration --detector invisible_text --detector url
 else
   echo "no corpora at $corpora: detection-quality targets not checked" >&2
