@@ -33,6 +33,21 @@ pub mod model;
 
 use model::Model;
 
+/// Every kind this detector reports.
+pub const KINDS: &[&str] = &[
+    "instruction_override",
+    "role_reassignment",
+    "system_prompt_extraction",
+    "jailbreak_persona",
+    "fake_delimiter",
+    "indirect_injection",
+    "exfiltration_instruction",
+    "encoded_payload",
+    "hidden_instruction",
+    "adversarial_suffix",
+    "classifier",
+];
+
 /// Window for scoring long texts with the model, in bytes.
 pub const WINDOW: usize = 1024;
 
