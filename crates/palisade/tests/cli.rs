@@ -105,7 +105,7 @@ fn field_option_and_file_input() {
     let out = palisade(&["scan", "--jsonl", "--field", "body", &p], b"");
     let v = lines(&out);
     assert_eq!(v[0]["findings"][0]["kind"], "email");
-    assert_eq!(v[0]["redacted"], "mail me at [EMAIL_1]");
+    assert_eq!(v[0]["redacted"], "You can reach me at [EMAIL_1]");
 }
 
 #[test]
