@@ -99,7 +99,7 @@ fn jsonl_keeps_order_and_reports_bad_lines_in_place() {
 fn field_option_and_file_input() {
     let path = temp_file(
         "in.jsonl",
-        "{\"body\": \"mail me at jane.doe@example.com\"}\n",
+        "{\"body\": \"You can reach me at jane.doe@example.com\"}\n",
     );
     let p = path.to_string_lossy();
     let out = palisade(&["scan", "--jsonl", "--field", "body", &p], b"");
