@@ -99,9 +99,6 @@ fn train_injection(corpora: &Path, out: &Path) -> anyhow::Result<()> {
         "source",
     )?);
     rows.extend(tools(corpora)?);
-    // Ordinary sentences that carry personal data (emails, phones, addresses): without them the
-    // model takes any email address for the exfiltration prompts that contain one.
-    rows.extend(read(corpora, "pii/presidio_synth.jsonl", false, "none")?);
     // An indirect attack is a benign document with an instruction planted in it, and the benign
     // documents are in the corpus too: train on what was planted, not on the document around it,
     // or the model learns that ordinary emails are attacks.

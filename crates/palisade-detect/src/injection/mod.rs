@@ -511,7 +511,7 @@ impl PromptInjectionDetector {
             let needed = if wins.len() > 1 {
                 threshold.max(0.95)
             } else {
-                threshold.max(0.85)
+                threshold.max(0.9)
             };
             if let Some((s, e, p)) = wins.iter().copied().max_by(|a, b| a.2.total_cmp(&b.2)) {
                 if p >= needed && p >= min {
