@@ -10,7 +10,8 @@
 //!
 //! Overlapping spans are merged first, and the merged span takes the operator of the edit that
 //! starts first (the longer one on a tie), so no byte of a detected value survives a redaction
-//! except the tail that `mask` keeps on purpose. `mask` never keeps more than half of a value's
+//! except the tail that `mask` keeps on purpose (and a merged span keeps no tail, since it could
+//! belong to another value). `mask` never keeps more than half of a value's
 //! letters and digits, so a short value is never left whole.
 
 use std::collections::HashMap;
@@ -166,6 +167,10 @@ fn merge(text: &str, edits: &[Edit]) -> Vec<Edit> {
         match out.last_mut() {
             Some(last) if e.span.start < last.span.end => {
                 last.span.end = last.span.end.max(e.span.end);
+                // The tail `mask` keeps may now belong to another value: keep nothing.
+                if let Redaction::Mask { keep_last } = &mut last.redaction {
+                    *keep_last = 0;
+                }
             }
             _ => out.push(e),
         }
