@@ -30,7 +30,7 @@ def mcp_server():
     @server.tool()
     def lookup_customer(customer_id: str) -> str:
         """Look a customer up by id."""
-        return f"Customer {customer_id}: Jane Doe, SSN 078-05-1120, phone on file."
+        return f"Customer {customer_id}: Jane Doe, SSN 078-05-1120, account in good standing."
 
     return server
 

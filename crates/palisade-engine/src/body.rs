@@ -111,12 +111,18 @@ pub(crate) fn inspect_body(
         if decision.action == Action::Redact {
             let mut edits: Vec<(Location, String)> = Vec::new();
             for part in &decoded.parts {
-                let part_edits: Vec<Edit> = decision
+                let mut in_part: Vec<&MatchedFinding> = decision
                     .findings
                     .iter()
                     .zip(&places)
                     .filter(|(_, (loc, _))| *loc == part.location)
-                    .filter_map(|(m, _)| {
+                    .map(|(m, _)| m)
+                    .collect();
+                // Most severe first, so it wins where findings cover the same bytes.
+                in_part.sort_by(|a, b| b.finding.severity.cmp(&a.finding.severity));
+                let part_edits: Vec<Edit> = in_part
+                    .into_iter()
+                    .filter_map(|m| {
                         m.redaction.as_ref().map(|r| Edit {
                             span: m.finding.span,
                             kind: m.finding.kind.to_string(),

@@ -62,8 +62,12 @@ pub struct Decision {
 impl Decision {
     /// The redaction edits to apply, when the verdict is `redact`.
     pub fn edits(&self) -> Vec<Edit> {
-        self.findings
-            .iter()
+        // Most severe first: where two findings cover the same bytes (an SSN that also reads as
+        // a phone number), the redactor keeps the first, so the value gets the stronger treatment.
+        let mut ordered: Vec<&MatchedFinding> = self.findings.iter().collect();
+        ordered.sort_by(|a, b| b.finding.severity.cmp(&a.finding.severity));
+        ordered
+            .into_iter()
             .filter_map(|m| {
                 m.redaction.as_ref().map(|r| Edit {
                     span: m.finding.span,

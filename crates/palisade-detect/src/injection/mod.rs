@@ -505,7 +505,9 @@ impl PromptInjectionDetector {
             }
         }
         // The model alone, per window.
-        if !reported_any {
+        // A few words carry too little evidence for a bag of n-grams: the model alone does not
+        // judge texts that short.
+        if !reported_any && folded.split_whitespace().count() >= 4 {
             // The model alone must be surer than with a pattern to back it; a window of a long
             // text, judged out of its context, surer still.
             let needed = if wins.len() > 1 {
