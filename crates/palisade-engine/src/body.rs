@@ -119,7 +119,7 @@ pub(crate) fn inspect_body(
                     .map(|(m, _)| m)
                     .collect();
                 // Most severe first, so it wins where findings cover the same bytes.
-                in_part.sort_by(|a, b| b.finding.severity.cmp(&a.finding.severity));
+                in_part.sort_by_key(|m| std::cmp::Reverse(m.finding.severity));
                 let part_edits: Vec<Edit> = in_part
                     .into_iter()
                     .filter_map(|m| {

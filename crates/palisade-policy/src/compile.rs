@@ -65,7 +65,7 @@ impl Decision {
         // Most severe first: where two findings cover the same bytes (an SSN that also reads as
         // a phone number), the redactor keeps the first, so the value gets the stronger treatment.
         let mut ordered: Vec<&MatchedFinding> = self.findings.iter().collect();
-        ordered.sort_by(|a, b| b.finding.severity.cmp(&a.finding.severity));
+        ordered.sort_by_key(|m| std::cmp::Reverse(m.finding.severity));
         ordered
             .into_iter()
             .filter_map(|m| {
