@@ -27,7 +27,7 @@ use palisade_engine::stream::{Framing, StreamInspector, StreamLimits, StreamOutp
 use palisade_engine::{BodyVerdict, Inspector};
 use palisade_policy::config::{Action, FailureMode, Mode};
 use palisade_policy::Direction;
-use palisade_protocol::Protocol;
+use palisade_protocol::{Meta, Protocol};
 use tokio::sync::mpsc;
 
 use crate::body::{empty, full, Body, ChannelBody, TeeBody};
@@ -428,68 +428,40 @@ async fn enforce(
             None,
         )
         .await;
-        match verdict {
-            Ok(v) if v.failure.is_none() => {
-                protocol = v.meta.protocol.unwrap_or(protocol);
-                req_method = v.meta.method.clone();
-                mcp_id = v.meta.id.clone();
-                reasons.extend(v.reasons.iter().cloned());
-                match v.action {
-                    Action::Block => {
-                        let status = block_body(protocol, id, &v.reasons, mcp_id.as_deref()).0;
-                        return Ok((
-                            blocked_response(
-                                protocol,
-                                id,
-                                &v.reasons,
-                                mcp_id.as_deref(),
-                                wants_sse,
-                            ),
-                            Outcome {
-                                decision: "block",
-                                reasons,
-                                status,
-                            },
-                        ));
-                    }
-                    Action::Redact => {
-                        decision = "redact";
-                        if let Some(b) = v.body {
-                            forward = Bytes::from(b);
-                        }
-                    }
-                    Action::Allow => {}
-                }
+        match judge(verdict, mode, id, &target.route, "request") {
+            Judged::Block(block, meta) => {
+                let (protocol, mcp_id) = match &meta {
+                    Some(m) => (m.protocol.unwrap_or(protocol), m.id.clone()),
+                    None => (protocol, None),
+                };
+                let response = blocked_response(protocol, id, &block, mcp_id.as_deref(), wants_sse);
+                let status = response.status().as_u16();
+                reasons.extend(block);
+                return Ok((
+                    response,
+                    Outcome {
+                        decision: "block",
+                        reasons,
+                        status,
+                    },
+                ));
             }
-            Ok(v) => {
-                let why = v.reasons.join("; ");
-                match resolve_failure(mode, &why, id, &target.route, "request") {
-                    Some(block) => {
-                        return Ok((
-                            blocked_response(protocol, id, &block, None, wants_sse),
-                            Outcome {
-                                decision: "block",
-                                reasons: block,
-                                status: 403,
-                            },
-                        ))
-                    }
-                    None => reasons.push(format!("request not inspected ({why}); fail_open")),
+            Judged::Pass {
+                body: new_body,
+                reasons: why,
+                meta,
+            } => {
+                if let Some(m) = meta {
+                    protocol = m.protocol.unwrap_or(protocol);
+                    req_method = m.method;
+                    mcp_id = m.id;
                 }
+                if let Some(b) = new_body {
+                    decision = "redact";
+                    forward = Bytes::from(b);
+                }
+                reasons.extend(why);
             }
-            Err(e) => match resolve_failure(mode, &e, id, &target.route, "request") {
-                Some(block) => {
-                    return Ok((
-                        blocked_response(protocol, id, &block, None, wants_sse),
-                        Outcome {
-                            decision: "block",
-                            reasons: block,
-                            status: 403,
-                        },
-                    ))
-                }
-                None => reasons.push(format!("request not inspected ({e}); fail_open")),
-            },
         }
     }
 
@@ -624,56 +596,30 @@ async fn enforce(
             req_method.clone(),
         )
         .await;
-        match verdict {
-            Ok(v) if v.failure.is_none() => {
-                reasons.extend(v.reasons.iter().cloned());
-                match v.action {
-                    Action::Block => {
-                        let status = block_body(protocol, id, &v.reasons, mcp_id.as_deref()).0;
-                        return Ok((
-                            blocked_response(protocol, id, &v.reasons, mcp_id.as_deref(), false),
-                            Outcome {
-                                decision: "block",
-                                reasons,
-                                status,
-                            },
-                        ));
-                    }
-                    Action::Redact => {
-                        decision = "redact";
-                        if let Some(b) = v.body {
-                            out = Bytes::from(b);
-                        }
-                    }
-                    Action::Allow => {}
-                }
+        match judge(verdict, mode, id, &target.route, "response") {
+            Judged::Block(block, _) => {
+                let response = blocked_response(protocol, id, &block, mcp_id.as_deref(), false);
+                let status = response.status().as_u16();
+                reasons.extend(block);
+                return Ok((
+                    response,
+                    Outcome {
+                        decision: "block",
+                        reasons,
+                        status,
+                    },
+                ));
             }
-            Ok(v) => {
-                let why = v.reasons.join("; ");
-                if let Some(block) = resolve_failure(mode, &why, id, &target.route, "response") {
-                    return Ok((
-                        blocked_response(protocol, id, &block, mcp_id.as_deref(), false),
-                        Outcome {
-                            decision: "block",
-                            reasons: block,
-                            status: 403,
-                        },
-                    ));
+            Judged::Pass {
+                body: new_body,
+                reasons: why,
+                ..
+            } => {
+                if let Some(b) = new_body {
+                    decision = "redact";
+                    out = Bytes::from(b);
                 }
-                reasons.push(format!("response not inspected ({why}); fail_open"));
-            }
-            Err(e) => {
-                if let Some(block) = resolve_failure(mode, &e, id, &target.route, "response") {
-                    return Ok((
-                        blocked_response(protocol, id, &block, mcp_id.as_deref(), false),
-                        Outcome {
-                            decision: "block",
-                            reasons: block,
-                            status: 403,
-                        },
-                    ));
-                }
-                reasons.push(format!("response not inspected ({e}); fail_open"));
+                reasons.extend(why);
             }
         }
     }
@@ -709,6 +655,57 @@ fn decision_static(d: &str) -> &'static str {
         "redact" => "redact",
         "block" => "block",
         _ => "allow",
+    }
+}
+
+/// What a body verdict means for the exchange.
+enum Judged {
+    /// Answer with a block carrying these reasons; the adapter's view of the body when it read it.
+    Block(Vec<String>, Option<Meta>),
+    /// Go on, with the rewritten body when the verdict redacted, and the reasons to log.
+    Pass {
+        body: Option<Vec<u8>>,
+        reasons: Vec<String>,
+        meta: Option<Meta>,
+    },
+}
+
+/// Turns a body verdict, or a failure to get one, into what the exchange does next; inspection
+/// failures go through the failure mode. Shared by both directions.
+fn judge(
+    verdict: Result<BodyVerdict, String>,
+    mode: FailureMode,
+    id: &str,
+    route: &str,
+    what: &str,
+) -> Judged {
+    let failure = match verdict {
+        Ok(v) if v.failure.is_none() => {
+            let meta = Some(v.meta);
+            return match v.action {
+                Action::Block => Judged::Block(v.reasons, meta),
+                Action::Redact => Judged::Pass {
+                    body: v.body,
+                    reasons: v.reasons,
+                    meta,
+                },
+                Action::Allow => Judged::Pass {
+                    body: None,
+                    reasons: v.reasons,
+                    meta,
+                },
+            };
+        }
+        Ok(v) => v.reasons.join("; "),
+        Err(e) => e,
+    };
+    match resolve_failure(mode, &failure, id, route, what) {
+        Some(block) => Judged::Block(block, None),
+        None => Judged::Pass {
+            body: None,
+            reasons: vec![format!("{what} not inspected ({failure}); fail_open")],
+            meta: None,
+        },
     }
 }
 
