@@ -180,6 +180,16 @@ fn merge(text: &str, edits: &[Edit]) -> Vec<Edit> {
 
 fn mask(value: &str, keep_last: usize, out: &mut String) {
     let alnum = value.chars().filter(|c| c.is_alphanumeric()).count();
+    if alnum == 0 {
+        // Nothing to star but the punctuation itself (a payload such as `'#:{`): star it all,
+        // or the value would pass unchanged.
+        out.extend(
+            value
+                .chars()
+                .map(|c| if c.is_whitespace() { c } else { '*' }),
+        );
+        return;
+    }
     let keep = keep_last.min(alnum / 2);
     let mut seen = 0;
     for c in value.chars() {
