@@ -80,11 +80,13 @@ impl Redactor {
         let mut numbering: HashMap<(&str, &str), usize> = HashMap::new();
         let mut per_kind: HashMap<&str, usize> = HashMap::new();
         let mut pos = 0;
-        for e in &merged {
+        for (e, punctuation_only) in &merged {
             out.push_str(&text[pos..e.span.start]);
             let value = &text[e.span.start..e.span.end];
             match &e.redaction {
-                Redaction::Mask { keep_last } => mask(value, *keep_last, &mut out),
+                Redaction::Mask { keep_last } => {
+                    mask(value, *keep_last, *punctuation_only, &mut out)
+                }
                 Redaction::Replace => {
                     let next = per_kind.get(e.kind.as_str()).copied().unwrap_or(0) + 1;
                     let n = *numbering
@@ -143,7 +145,9 @@ fn ceil_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
-fn merge(text: &str, edits: &[Edit]) -> Vec<Edit> {
+/// Sorts and merges overlapping edits. The flag is set when one of the merged values has no
+/// letters or digits, so that `mask` stars its punctuation too.
+fn merge(text: &str, edits: &[Edit]) -> Vec<(Edit, bool)> {
     let mut sorted: Vec<Edit> = edits
         .iter()
         .map(|e| {
@@ -162,27 +166,31 @@ fn merge(text: &str, edits: &[Edit]) -> Vec<Edit> {
             .cmp(&b.span.start)
             .then(b.span.end.cmp(&a.span.end))
     });
-    let mut out: Vec<Edit> = Vec::with_capacity(sorted.len());
+    let mut out: Vec<(Edit, bool)> = Vec::with_capacity(sorted.len());
     for e in sorted {
+        let punctuation_only = !text[e.span.start..e.span.end]
+            .chars()
+            .any(char::is_alphanumeric);
         match out.last_mut() {
-            Some(last) if e.span.start < last.span.end => {
+            Some((last, flag)) if e.span.start < last.span.end => {
+                *flag |= punctuation_only;
                 last.span.end = last.span.end.max(e.span.end);
                 // The tail `mask` keeps may now belong to another value: keep nothing.
                 if let Redaction::Mask { keep_last } = &mut last.redaction {
                     *keep_last = 0;
                 }
             }
-            _ => out.push(e),
+            _ => out.push((e, punctuation_only)),
         }
     }
     out
 }
 
-fn mask(value: &str, keep_last: usize, out: &mut String) {
+fn mask(value: &str, keep_last: usize, star_punctuation: bool, out: &mut String) {
     let alnum = value.chars().filter(|c| c.is_alphanumeric()).count();
-    if alnum == 0 {
-        // Nothing to star but the punctuation itself (a payload such as `'#:{`): star it all,
-        // or the value would pass unchanged.
+    if alnum == 0 || star_punctuation {
+        // A value made only of punctuation (a payload such as `'#:{`), alone or merged into a
+        // longer one: star everything, or it would pass unchanged.
         out.extend(
             value
                 .chars()
@@ -307,6 +315,20 @@ mod tests {
             ],
         );
         assert_eq!(out, "0189");
+    }
+
+    #[test]
+    fn punctuation_merged_into_a_masked_value_is_starred() {
+        let r = Redactor::new("k");
+        let t = "' OR 1=1 -- /..&";
+        let mask = |start, end| Edit {
+            span: Span::new(start, end),
+            kind: "sqli".into(),
+            redaction: Redaction::Mask { keep_last: 4 },
+        };
+        let out = r.apply(t, &[mask(0, t.len()), mask(12, t.len())]);
+        assert!(!out.contains("/..&"), "{out}");
+        assert_eq!(out, "* ** *** ** ****");
     }
 
     #[test]
