@@ -44,8 +44,6 @@ def test_streamable_http(palisade):
     anyio.run(main)
 
 
-@pytest.mark.skip(reason="known defect: the MCP SSE transport through the proxy hangs after the "
-                         "endpoint event; open in the inline-proxy issue")
 def test_sse_transport(palisade):
     async def main():
         async with sse_client(f"{palisade.base}/sse-mcp/sse") as streams:

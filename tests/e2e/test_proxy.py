@@ -142,7 +142,14 @@ def test_client_disconnects_mid_stream(palisade):
             break
     time.sleep(0.3)
     assert httpx.get(f"{palisade.base}/health/live").status_code == 200
-    assert palisade.log_for(rid)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        messages = [l.get("fields", {}).get("message", "") for l in palisade.log_for(rid)]
+        if any("client disconnected" in m for m in messages):
+            break
+        time.sleep(0.1)
+    assert any("client disconnected" in m for m in messages), messages
+    assert not any("stream blocked" in m for m in messages), "a disconnect is not a block"
 
 
 def test_oversized_body(palisade):

@@ -132,6 +132,8 @@ pub struct StreamInspector {
     reasons: Vec<String>,
     blocked: bool,
     endpoint_prefix: Option<String>,
+    /// The message endpoint an MCP SSE stream announced, as the client sees it.
+    endpoint: Option<String>,
     failure_mode: FailureMode,
     /// A unit that could not be decoded under `fail_closed`: the stream ends at the next scan.
     undecodable: Option<String>,
@@ -182,6 +184,7 @@ impl StreamInspector {
             reasons: Vec::new(),
             blocked: false,
             endpoint_prefix: None,
+            endpoint: None,
             failure_mode: FailureMode::FailClosed,
             undecodable: None,
         }
@@ -202,6 +205,12 @@ impl StreamInspector {
         let p: String = prefix.into();
         self.endpoint_prefix = (!p.is_empty()).then(|| p.trim_end_matches('/').to_owned());
         self
+    }
+
+    /// The message endpoint an MCP SSE stream announced (`/route/messages/?session_id=…`), as the
+    /// client will POST to it; `None` until the `endpoint` event has been sent.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// Every finding so far (spans are byte ranges of the stream's running text).
@@ -528,14 +537,17 @@ impl StreamInspector {
                 edits.push((Location::Pointer(piece.pointer.clone()), new_text));
             }
         }
-        if let (Unit::Sse(ev), Some(prefix)) = (&p.unit, &self.endpoint_prefix) {
-            if ev.event.as_deref() == Some("endpoint")
-                && ev.data.starts_with('/')
-                && !ev.data.starts_with(prefix.as_str())
-            {
-                let mut ev = ev.clone();
-                ev.data = format!("{prefix}{}", ev.data);
-                return ev.encode();
+        if let Unit::Sse(ev) = &p.unit {
+            if ev.event.as_deref() == Some("endpoint") && ev.data.starts_with('/') {
+                match &self.endpoint_prefix {
+                    Some(prefix) if !ev.data.starts_with(prefix.as_str()) => {
+                        let mut ev = ev.clone();
+                        ev.data = format!("{prefix}{}", ev.data);
+                        self.endpoint = Some(ev.data.trim().to_owned());
+                        return ev.encode();
+                    }
+                    _ => self.endpoint = Some(ev.data.trim().to_owned()),
+                }
             }
         }
         if edits.is_empty() {

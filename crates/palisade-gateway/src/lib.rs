@@ -23,6 +23,7 @@ pub mod body;
 pub mod error;
 pub mod proxy;
 pub mod route;
+pub mod sse_sessions;
 pub mod upstream;
 mod ws;
 
@@ -35,6 +36,8 @@ pub struct State {
     pub inspector: Arc<Inspector>,
     /// The pooled upstream client.
     pub client: upstream::UpstreamClient,
+    /// Open MCP SSE sessions, shared by every worker.
+    pub sse_sessions: Arc<sse_sessions::SseSessions>,
 }
 
 /// Why the gateway could not start.
@@ -52,16 +55,22 @@ impl State {
     /// Compiles `config` into a ready state.
     pub fn new(config: Config) -> Result<Self, StartError> {
         let inspector = Arc::new(Inspector::new(&config)?);
-        Self::with_inspector(config, inspector)
+        Self::with_inspector(config, inspector, Arc::default())
     }
 
-    /// A state sharing already compiled policies (one per worker thread).
-    pub fn with_inspector(config: Config, inspector: Arc<Inspector>) -> Result<Self, StartError> {
+    /// A state sharing already compiled policies and the SSE session registry (one per worker
+    /// thread).
+    pub fn with_inspector(
+        config: Config,
+        inspector: Arc<Inspector>,
+        sse_sessions: Arc<sse_sessions::SseSessions>,
+    ) -> Result<Self, StartError> {
         let client = upstream::client(&config)?;
         Ok(State {
             config,
             inspector,
             client,
+            sse_sessions,
         })
     }
 }
@@ -89,7 +98,9 @@ impl Server {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         let mut addr = wanted;
+        let sse_sessions: Arc<sse_sessions::SseSessions> = Arc::default();
         for i in 0..workers.max(1) {
+            let sse_sessions = sse_sessions.clone();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, ServeError>>();
             let config = config.clone();
             let inspector = inspector.clone();
@@ -120,7 +131,7 @@ impl Server {
                                 return;
                             }
                         };
-                        let state = match State::with_inspector(config, inspector) {
+                        let state = match State::with_inspector(config, inspector, sse_sessions) {
                             Ok(s) => Arc::new(s),
                             Err(e) => {
                                 let _ = ready_tx.send(Err(ServeError::Start(e)));

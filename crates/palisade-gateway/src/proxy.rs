@@ -203,6 +203,21 @@ fn is_textual(headers: &HeaderMap) -> bool {
         || ct.contains("graphql")
 }
 
+/// The protocol to read a body with: a JSON protocol's body labelled as something else (an MCP
+/// server's `202 Accepted` in text/plain, an HTML error page from a load balancer) is read as
+/// text, not refused as broken JSON.
+fn body_protocol(protocol: Protocol, headers: &HeaderMap) -> Protocol {
+    let labelled_other = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| !ct.to_ascii_lowercase().contains("json"));
+    if protocol != Protocol::Text && labelled_other {
+        Protocol::Text
+    } else {
+        protocol
+    }
+}
+
 fn framing(headers: &HeaderMap) -> Option<Framing> {
     let ct = headers
         .get(header::CONTENT_TYPE)?
@@ -423,7 +438,7 @@ async fn enforce(
             state.inspector.clone(),
             target.policy.clone(),
             Direction::Request,
-            target.protocol,
+            body_protocol(target.protocol, &parts.headers),
             body.clone(),
             None,
         )
@@ -434,6 +449,33 @@ async fn enforce(
                     Some(m) => (m.protocol.unwrap_or(protocol), m.id.clone()),
                     None => (protocol, None),
                 };
+                let pq = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                if protocol == Protocol::Mcp && state.sse_sessions.contains(pq) {
+                    // MCP's SSE transport: the answer travels on the session's stream.
+                    let (_, error) = block_body(protocol, id, &block, mcp_id.as_deref());
+                    let event = Bytes::from(format!("event: message\ndata: {error}\n\n"));
+                    if state.sse_sessions.send(pq, event).await {
+                        let mut r = Response::new(full("Accepted"));
+                        *r.status_mut() = StatusCode::ACCEPTED;
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain; charset=utf-8"),
+                        );
+                        reasons.extend(block);
+                        return Ok((
+                            with_ids(r, id, "block"),
+                            Outcome {
+                                decision: "block",
+                                reasons,
+                                status: 202,
+                            },
+                        ));
+                    }
+                }
                 let response = blocked_response(protocol, id, &block, mcp_id.as_deref(), wants_sse);
                 let status = response.status().as_u16();
                 reasons.extend(block);
@@ -591,7 +633,7 @@ async fn enforce(
             state.inspector.clone(),
             target.policy.clone(),
             Direction::Response,
-            protocol,
+            body_protocol(protocol, &rparts.headers),
             rbytes.clone(),
             req_method.clone(),
         )
@@ -745,6 +787,8 @@ async fn pump_stream(
     let idle_flush = Duration::from_millis(state.config.streaming.idle_flush_ms.max(1));
     let idle_limit = Duration::from_millis(state.config.timeouts.idle_stream_ms);
     let mut idle = Duration::ZERO;
+    // Held while the stream lives: an MCP SSE session's endpoint, for blocked calls' answers.
+    let mut session: Option<crate::sse_sessions::SessionGuard> = None;
     let send_all = |outputs: Vec<StreamOutput>| {
         let tx = tx.clone();
         async move {
@@ -764,9 +808,9 @@ async fn pump_stream(
                 ended |= last;
             }
             if !batch.is_empty() && tx.send(Ok(Bytes::from(batch))).await.is_err() {
-                return true;
+                return Some(StreamEnd::ClientGone);
             }
-            ended
+            ended.then_some(StreamEnd::Blocked)
         }
     };
     loop {
@@ -780,7 +824,8 @@ async fn pump_stream(
                     return;
                 }
                 // The upstream is quiet: send what is held rather than sit on it.
-                if send_all(inspector.flush()).await {
+                if let Some(end) = send_all(inspector.flush()).await {
+                    log_stream_end(end, &id, &target.route, inspector.reasons());
                     return;
                 }
                 continue;
@@ -794,8 +839,13 @@ async fn pump_stream(
                 let Ok(data) = f.into_data() else { continue };
                 match inspector.push(&data) {
                     Ok(out) => {
-                        if send_all(out).await {
-                            tracing::info!(target: "palisade::decision", request_id = %id, route = %target.route, decision = "block", reasons = ?inspector.reasons(), "stream blocked");
+                        if session.is_none() {
+                            if let Some(endpoint) = inspector.endpoint() {
+                                session = Some(state.sse_sessions.register(endpoint, tx.clone()));
+                            }
+                        }
+                        if let Some(end) = send_all(out).await {
+                            log_stream_end(end, &id, &target.route, inspector.reasons());
                             return;
                         }
                     }
@@ -855,6 +905,26 @@ async fn pump_stream(
     }
     if !inspector.reasons().is_empty() {
         tracing::info!(target: "palisade::decision", request_id = %id, route = %target.route, decision = "redact", reasons = ?inspector.reasons(), "stream redacted");
+    }
+}
+
+/// Why an inspected stream stopped before its upstream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamEnd {
+    /// A finding ended it with a protocol error event.
+    Blocked,
+    /// The client went away.
+    ClientGone,
+}
+
+fn log_stream_end(end: StreamEnd, id: &str, route: &str, reasons: &[String]) {
+    match end {
+        StreamEnd::Blocked => {
+            tracing::info!(target: "palisade::decision", request_id = %id, route = %route, decision = "block", reasons = ?reasons, "stream blocked");
+        }
+        StreamEnd::ClientGone => {
+            tracing::info!(request_id = %id, route = %route, "client disconnected mid-stream; upstream stream closed");
+        }
     }
 }
 
