@@ -5,8 +5,10 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use palisade_detect::sample::realistic_text;
+use palisade_engine::stream::{Framing, StreamInspector, StreamLimits};
 use palisade_engine::Inspector;
 use palisade_policy::Direction;
+use palisade_protocol::Protocol;
 
 fn inspector(c: &mut Criterion) {
     let config = palisade_policy::load::default_config();
@@ -27,6 +29,51 @@ fn inspector(c: &mut Criterion) {
         }
         group.finish();
     }
+    // The proxy's load-test body: a 2 KiB MCP `tools/call`, decoded into parts and inspected.
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"summarise","arguments":{{"text":"{}"}}}}}}"#,
+        "Summarise the quarterly numbers for the board meeting. ".repeat(34)
+    );
+    let mut group = c.benchmark_group("inspect_default_policy/mcp_tools_call_2KiB");
+    group.throughput(Throughput::Bytes(call.len() as u64));
+    group.bench_function("request", |b| {
+        b.iter(|| {
+            inspector.inspect_body(
+                "default",
+                Direction::Request,
+                Protocol::Mcp,
+                black_box(call.as_bytes()),
+                None,
+            )
+        })
+    });
+    group.finish();
+
+    // The proxy's load-test stream: an OpenAI chat completion of 21 SSE events, in one read.
+    let sse = include_str!("../../../scripts/load/chat_stream.sse");
+    let Ok(policy) = inspector.policy_arc("default") else {
+        return;
+    };
+    let mut group = c.benchmark_group("inspect_default_policy/chat_stream");
+    group.throughput(Throughput::Bytes(sse.len() as u64));
+    group.bench_function("response", |b| {
+        b.iter(|| {
+            let mut s = StreamInspector::new(
+                policy.clone(),
+                Direction::Response,
+                Protocol::Openai,
+                Framing::Sse,
+                StreamLimits::default(),
+                "bench",
+                None,
+                None,
+            );
+            let mut out = s.push(black_box(sse.as_bytes())).unwrap_or_default();
+            out.extend(s.finish().unwrap_or_default());
+            out
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, inspector);

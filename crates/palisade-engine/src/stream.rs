@@ -243,12 +243,17 @@ impl StreamInspector {
                 .collect(),
         };
         let mut out = Vec::new();
+        if units.is_empty() {
+            return Ok(out);
+        }
+        // One scan per read, not per unit: nothing is sent between the units of one read, so
+        // scanning after each would only rescan a growing window.
         for unit in units {
             self.add(unit);
-            if let Some(b) = self.scan() {
-                out.push(b);
-                return Ok(out);
-            }
+        }
+        if let Some(b) = self.scan() {
+            out.push(b);
+            return Ok(out);
         }
         self.emit(false, &mut out);
         Ok(out)

@@ -30,7 +30,7 @@ use palisade_policy::Direction;
 use palisade_protocol::{Meta, Protocol};
 use tokio::sync::mpsc;
 
-use crate::body::{empty, full, Body, ChannelBody, TeeBody};
+use crate::body::{empty, full, Body, BoxError, ChannelBody, TeeBody};
 use crate::error::GatewayError;
 use crate::route::{self, Target};
 use crate::State;
@@ -511,14 +511,30 @@ async fn enforce(
     let resp = send(state, up).await?;
     let (rparts, rbody) = resp.into_parts();
     let mut headers = end_to_end(&rparts.headers, false);
+    let policy = state
+        .inspector
+        .policy_arc(&target.policy)
+        .map_err(|e| GatewayError::BadTarget(e.to_string()))?;
+
+    if policy.detectors(Direction::Response).is_empty() {
+        // Nothing to look for in responses: stream it through as it comes, like any proxy.
+        let mut r = Response::new(rbody.map_err(|e| Box::new(e) as BoxError).boxed());
+        *r.status_mut() = rparts.status;
+        *r.headers_mut() = headers;
+        let status = rparts.status.as_u16();
+        return Ok((
+            with_ids(r, id, decision_static(decision)),
+            Outcome {
+                decision,
+                reasons,
+                status,
+            },
+        ));
+    }
 
     if let Some(fr) = framing(&rparts.headers) {
         // A stream: inspect as it flows.
         headers.remove(header::CONTENT_LENGTH);
-        let policy = state
-            .inspector
-            .policy_arc(&target.policy)
-            .map_err(|e| GatewayError::BadTarget(e.to_string()))?;
         let s = &state.config.streaming;
         let inspector = StreamInspector::new(
             policy,

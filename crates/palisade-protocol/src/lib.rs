@@ -166,6 +166,24 @@ pub(crate) fn push_str(
     }
 }
 
+/// The value at a literal JSON Pointer written in this crate (no `~` escapes), found without
+/// allocating: `serde_json`'s `pointer` unescapes every segment into a new string, and decoding
+/// looks up several paths per stream event.
+pub(crate) fn lookup<'a>(
+    value: &'a serde_json::Value,
+    pointer: &str,
+) -> Option<&'a serde_json::Value> {
+    let mut v = value;
+    for segment in pointer.split('/').skip(1) {
+        v = match v {
+            serde_json::Value::Object(map) => map.get(segment)?,
+            serde_json::Value::Array(list) => list.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
 /// Every string value under `value` as parts of `role`, keys excluded (tool arguments, structured
 /// content, unknown JSON).
 pub fn all_strings(value: &serde_json::Value, pointer: &str, role: Role, parts: &mut Vec<Part>) {
@@ -302,14 +320,14 @@ pub fn sniff(value: &serde_json::Value, side: Side) -> Protocol {
                 Protocol::Gemini
             } else if (has("messages") && has("inferenceConfig"))
                 || (has("messages")
-                    && value.pointer("/messages/0/content/0/text").is_some()
+                    && lookup(value, "/messages/0/content/0/text").is_some()
                     && !has("max_tokens")
                     && !has("model"))
             {
                 Protocol::Bedrock
             } else if has("messages")
                 && (has("system")
-                    || has("max_tokens") && value.pointer("/messages/0/content/0/type").is_some())
+                    || has("max_tokens") && lookup(value, "/messages/0/content/0/type").is_some())
             {
                 Protocol::Anthropic
             } else if has("messages") || has("input") || has("prompt") {
@@ -332,7 +350,7 @@ pub fn sniff(value: &serde_json::Value, side: Side) -> Protocol {
                 Protocol::Anthropic
             } else if has("message") && has("finish_reason") {
                 Protocol::Cohere
-            } else if value.pointer("/output/message").is_some() {
+            } else if lookup(value, "/output/message").is_some() {
                 Protocol::Bedrock
             } else {
                 Protocol::Json

@@ -15,7 +15,8 @@
 use serde_json::Value;
 
 use crate::{
-    all_strings, push_str, schema_strings, Decoded, Meta, Part, Protocol, ProtocolError, Role, Side,
+    all_strings, lookup, push_str, schema_strings, Decoded, Meta, Part, Protocol, ProtocolError,
+    Role, Side,
 };
 
 /// Decodes an LLM request, response or stream chunk.
@@ -89,7 +90,7 @@ fn text_content(v: Option<&Value>, at: &str, role: Role, parts: &mut Vec<Part>) 
                 }
                 push_str(
                     parts,
-                    b.pointer("/document/data"),
+                    lookup(b, "/document/data"),
                     format!("{bat}/document/data"),
                     role,
                 );
@@ -133,14 +134,14 @@ fn tool_calls(msg: &Value, at: &str, parts: &mut Vec<Part>) {
     for (j, c) in arr(msg, "tool_calls") {
         push_str(
             parts,
-            c.pointer("/function/arguments"),
+            lookup(c, "/function/arguments"),
             format!("{at}/tool_calls/{j}/function/arguments"),
             Role::ToolArguments,
         );
     }
     push_str(
         parts,
-        msg.pointer("/function_call/arguments"),
+        lookup(msg, "/function_call/arguments"),
         format!("{at}/function_call/arguments"),
         Role::ToolArguments,
     );
@@ -281,12 +282,12 @@ fn anthropic_blocks(content: Option<&Value>, at: &str, role: Role, parts: &mut V
                     Some("document") => {
                         push_str(
                             parts,
-                            b.pointer("/source/data"),
+                            lookup(b, "/source/data"),
                             format!("{bat}/source/data"),
                             role,
                         );
                         anthropic_blocks(
-                            b.pointer("/source/content"),
+                            lookup(b, "/source/content"),
                             &format!("{bat}/source/content"),
                             role,
                             parts,
@@ -334,19 +335,19 @@ fn anthropic_response(v: &Value, parts: &mut Vec<Part>) {
         Some("content_block_delta") => {
             push_str(
                 parts,
-                v.pointer("/delta/text"),
+                lookup(v, "/delta/text"),
                 "/delta/text".into(),
                 Role::ModelOutput,
             );
             push_str(
                 parts,
-                v.pointer("/delta/thinking"),
+                lookup(v, "/delta/thinking"),
                 "/delta/thinking".into(),
                 Role::ModelOutput,
             );
             push_str(
                 parts,
-                v.pointer("/delta/partial_json"),
+                lookup(v, "/delta/partial_json"),
                 "/delta/partial_json".into(),
                 Role::ToolArguments,
             );
@@ -370,7 +371,7 @@ fn anthropic_response(v: &Value, parts: &mut Vec<Part>) {
             }
         }
         Some("message_start") => anthropic_blocks(
-            v.pointer("/message/content"),
+            lookup(v, "/message/content"),
             "/message/content",
             Role::ModelOutput,
             parts,
@@ -388,7 +389,7 @@ fn gemini_parts(list: Option<&Value>, at: &str, role: Role, parts: &mut Vec<Part
     {
         let pat = format!("{at}/{i}");
         push_str(parts, p.get("text"), format!("{pat}/text"), role);
-        if let Some(args) = p.pointer("/functionCall/args") {
+        if let Some(args) = lookup(p, "/functionCall/args") {
             all_strings(
                 args,
                 &format!("{pat}/functionCall/args"),
@@ -396,7 +397,7 @@ fn gemini_parts(list: Option<&Value>, at: &str, role: Role, parts: &mut Vec<Part
                 parts,
             );
         }
-        if let Some(resp) = p.pointer("/functionResponse/response") {
+        if let Some(resp) = lookup(p, "/functionResponse/response") {
             all_strings(
                 resp,
                 &format!("{pat}/functionResponse/response"),
@@ -409,7 +410,7 @@ fn gemini_parts(list: Option<&Value>, at: &str, role: Role, parts: &mut Vec<Part
 
 fn gemini(v: &Value, side: Side, parts: &mut Vec<Part>) {
     gemini_parts(
-        v.pointer("/systemInstruction/parts"),
+        lookup(v, "/systemInstruction/parts"),
         "/systemInstruction/parts",
         Role::SystemPrompt,
         parts,
@@ -435,7 +436,7 @@ fn gemini(v: &Value, side: Side, parts: &mut Vec<Part>) {
     if side == Side::Response {
         for (i, c) in arr(v, "candidates") {
             gemini_parts(
-                c.pointer("/content/parts"),
+                lookup(c, "/content/parts"),
                 &format!("/candidates/{i}/content/parts"),
                 Role::ModelOutput,
                 parts,
@@ -486,19 +487,19 @@ fn cohere_response(v: &Value, parts: &mut Vec<Part>) {
     // Streamed `content-delta` / `tool-call-delta` events.
     push_str(
         parts,
-        v.pointer("/delta/message/content/text"),
+        lookup(v, "/delta/message/content/text"),
         "/delta/message/content/text".into(),
         Role::ModelOutput,
     );
     push_str(
         parts,
-        v.pointer("/delta/message/tool_plan"),
+        lookup(v, "/delta/message/tool_plan"),
         "/delta/message/tool_plan".into(),
         Role::ModelOutput,
     );
     push_str(
         parts,
-        v.pointer("/delta/message/tool_calls/function/arguments"),
+        lookup(v, "/delta/message/tool_calls/function/arguments"),
         "/delta/message/tool_calls/function/arguments".into(),
         Role::ToolArguments,
     );
@@ -513,7 +514,7 @@ fn bedrock_blocks(list: Option<&Value>, at: &str, role: Role, parts: &mut Vec<Pa
     {
         let bat = format!("{at}/{i}");
         push_str(parts, b.get("text"), format!("{bat}/text"), role);
-        if let Some(input) = b.pointer("/toolUse/input") {
+        if let Some(input) = lookup(b, "/toolUse/input") {
             all_strings(
                 input,
                 &format!("{bat}/toolUse/input"),
@@ -521,8 +522,7 @@ fn bedrock_blocks(list: Option<&Value>, at: &str, role: Role, parts: &mut Vec<Pa
                 parts,
             );
         }
-        for (j, c) in b
-            .pointer("/toolResult/content")
+        for (j, c) in lookup(b, "/toolResult/content")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -553,8 +553,7 @@ fn bedrock_request(v: &Value, parts: &mut Vec<Part>) {
             parts,
         );
     }
-    for (i, t) in v
-        .pointer("/toolConfig/tools")
+    for (i, t) in lookup(v, "/toolConfig/tools")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -563,11 +562,11 @@ fn bedrock_request(v: &Value, parts: &mut Vec<Part>) {
         let at = format!("/toolConfig/tools/{i}/toolSpec");
         push_str(
             parts,
-            t.pointer("/toolSpec/description"),
+            lookup(t, "/toolSpec/description"),
             format!("{at}/description"),
             Role::ToolDescription,
         );
-        if let Some(s) = t.pointer("/toolSpec/inputSchema/json") {
+        if let Some(s) = lookup(t, "/toolSpec/inputSchema/json") {
             schema_strings(s, &format!("{at}/inputSchema/json"), parts);
         }
     }
@@ -575,7 +574,7 @@ fn bedrock_request(v: &Value, parts: &mut Vec<Part>) {
 
 fn bedrock_response(v: &Value, parts: &mut Vec<Part>) {
     bedrock_blocks(
-        v.pointer("/output/message/content"),
+        lookup(v, "/output/message/content"),
         "/output/message/content",
         Role::ModelOutput,
         parts,
@@ -583,13 +582,13 @@ fn bedrock_response(v: &Value, parts: &mut Vec<Part>) {
     // Streamed `contentBlockDelta` events, as JSON.
     push_str(
         parts,
-        v.pointer("/delta/text"),
+        lookup(v, "/delta/text"),
         "/delta/text".into(),
         Role::ModelOutput,
     );
     push_str(
         parts,
-        v.pointer("/contentBlockDelta/delta/text"),
+        lookup(v, "/contentBlockDelta/delta/text"),
         "/contentBlockDelta/delta/text".into(),
         Role::ModelOutput,
     );
@@ -604,7 +603,7 @@ fn first_tool(v: &Value) -> Option<String> {
         "/candidates/0/content/parts/0/functionCall/name",
         "/output/message/content/0/toolUse/name",
     ] {
-        if let Some(n) = v.pointer(p).and_then(Value::as_str) {
+        if let Some(n) = lookup(v, p).and_then(Value::as_str) {
             return Some(n.to_owned());
         }
     }

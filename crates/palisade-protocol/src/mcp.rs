@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::{all_strings, push_str, Decoded, Meta, Part, ProtocolError, Role, Side};
+use crate::{all_strings, lookup, push_str, Decoded, Meta, Part, ProtocolError, Role, Side};
 
 /// Decodes an MCP message or batch. `method` is the request's method when `value` is a response.
 pub fn decode(value: &Value, _side: Side, method: Option<&str>) -> Result<Decoded, ProtocolError> {
@@ -164,7 +164,7 @@ fn request(method: &str, params: Option<&Value>, p: &str, parts: &mut Vec<Part>,
         "completion/complete" => {
             push_str(
                 parts,
-                params.pointer("/argument/value"),
+                lookup(params, "/argument/value"),
                 format!("{p}/argument/value"),
                 Role::UserPrompt,
             );
@@ -336,7 +336,7 @@ fn content(c: &Value, at: &str, role: Role, parts: &mut Vec<Part>) {
         Some("resource") => {
             push_str(
                 parts,
-                c.pointer("/resource/text"),
+                lookup(c, "/resource/text"),
                 format!("{at}/resource/text"),
                 role,
             );
