@@ -13,6 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+# API keys of the guard API's collectors in the test configuration.
+COLLECTOR_KEY = "e2e-collector-key-0123456789"
+FULL_KEY = "e2e-full-logging-key-0123456789"
 
 
 def free_port():
@@ -100,6 +103,9 @@ routes:
   - {{ name: open, path_prefix: /open, upstream: '{llm}/fault', protocol: openai, failure_mode: fail_open }}
   - {{ name: tls, path_prefix: /tls, upstream: 'https://localhost:{ports['llm_tls']}', protocol: openai }}
   - {{ name: refused, path_prefix: /refused, upstream: 'http://127.0.0.1:{ports['closed']}', protocol: openai }}
+collectors:
+  - {{ name: e2e-gateway, api_key_env: PALISADE_E2E_COLLECTOR_KEY }}
+  - {{ name: e2e-full, api_key_env: PALISADE_E2E_FULL_KEY, logging: full }}
 """
         cfg = tmp / "palisade.yaml"
         cfg.write_text(config)
@@ -107,7 +113,9 @@ routes:
         log_path = tmp / "palisade.log"
         p = subprocess.Popen([binary, "serve", "--config", str(cfg), "--log-json"],
                              stdout=subprocess.DEVNULL, stderr=open(log_path, "w"),
-                             env={**os.environ, "PALISADE_LOG": "info"})
+                             env={**os.environ, "PALISADE_LOG": "info",
+                                  "PALISADE_E2E_COLLECTOR_KEY": COLLECTOR_KEY,
+                                  "PALISADE_E2E_FULL_KEY": FULL_KEY})
         procs.append(p)
         wait_port(ports["palisade"], p)
         assert httpx.get(f"http://127.0.0.1:{ports['palisade']}/health/ready").status_code == 200

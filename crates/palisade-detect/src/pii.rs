@@ -319,7 +319,19 @@ struct Cand {
     conf: f32,
 }
 
-/// Keeps, of overlapping candidates, the most confident (the longer on a tie).
+/// How strong a match's own evidence is, for ties: a check digit (Luhn, mod-97, Verhoeff) or a
+/// fixed national shape says more than digits that merely look like a phone number.
+fn evidence(kind: PiiEntity) -> u8 {
+    match kind {
+        E::CreditCard | E::Iban | E::InAadhaar | E::BrCpf | E::EsDni | E::ItFiscalCode => 3,
+        E::UsSsn | E::CaSin => 2,
+        E::Email | E::IpAddress => 1,
+        E::Phone => 0,
+    }
+}
+
+/// Keeps, of overlapping candidates, the most confident (on a tie, the one with the stronger
+/// evidence of its own).
 fn resolve(mut cands: Vec<Cand>) -> Vec<Cand> {
     if cands.len() < 2 {
         return cands;
@@ -329,7 +341,9 @@ fn resolve(mut cands: Vec<Cand>) -> Vec<Cand> {
     for c in cands {
         match kept.last_mut() {
             Some(last) if c.start < last.end => {
-                if c.conf > last.conf {
+                if c.conf > last.conf
+                    || (c.conf == last.conf && evidence(c.kind) > evidence(last.kind))
+                {
                     *last = c;
                 }
             }
@@ -469,13 +483,12 @@ impl Ctx {
     /// Whether a cue for another entity is nearer than any cue for `e`.
     fn competing(&self, e: PiiEntity) -> bool {
         let own = self.dist(e);
-        own == usize::MAX
-            && self.after_pos & e.bit() == 0
+        self.after_pos & e.bit() == 0
             && self
                 .pos_dist
                 .iter()
                 .enumerate()
-                .any(|(i, &d)| i != e as usize && d != usize::MAX)
+                .any(|(i, &d)| i != e as usize && d != usize::MAX && d < own)
     }
 
     fn dist(&self, e: PiiEntity) -> usize {
@@ -957,6 +970,13 @@ impl Scanner<'_> {
                 j -= 1;
             }
             match hit {
+                // A phone read across pieces may have swallowed the start of a value with a
+                // check digit (`0078-05-1120 4111 1111 1111 1111`): judge the next piece too and
+                // let the overlap resolution choose.
+                Some((c, j)) if c.kind == E::Phone && j > k => {
+                    self.push(c.kind, c.start, c.end, c.conf);
+                    k += 1;
+                }
                 Some((c, j)) => {
                     self.push(c.kind, c.start, c.end, c.conf);
                     k = j + 1;

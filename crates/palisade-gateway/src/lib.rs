@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 pub mod body;
 pub mod error;
+pub mod guard;
 pub mod proxy;
 pub mod route;
 pub mod sse_sessions;
@@ -38,17 +39,22 @@ pub struct State {
     pub client: upstream::UpstreamClient,
     /// Open MCP SSE sessions, shared by every worker.
     pub sse_sessions: Arc<sse_sessions::SseSessions>,
+    /// Who may call the guard API.
+    pub collectors: guard::Collectors,
 }
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The policies did not compile.
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] palisade_engine::EngineError),
     /// The upstream client could not be built.
-    #[error("{0}")]
+    #[error(transparent)]
     Client(#[from] upstream::ClientError),
+    /// A collector's API key could not be read.
+    #[error("{0}")]
+    Collectors(String),
 }
 
 impl State {
@@ -66,11 +72,13 @@ impl State {
         sse_sessions: Arc<sse_sessions::SseSessions>,
     ) -> Result<Self, StartError> {
         let client = upstream::client(&config)?;
+        let collectors = guard::Collectors::from_config(&config).map_err(StartError::Collectors)?;
         Ok(State {
             config,
             inspector,
             client,
             sse_sessions,
+            collectors,
         })
     }
 }
@@ -190,7 +198,7 @@ impl Server {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Compiling the configuration failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Start(#[from] StartError),
     /// The address could not be bound.
     #[error("cannot listen on {0}: {1}")]

@@ -93,6 +93,9 @@ pub(crate) async fn handle(
             "allow",
         );
     }
+    if crate::guard::is_guard_path(&path) {
+        return guard_call(&state, &id, req).await;
+    }
     let target = match route::resolve(&state.config, &path, req.uri().query()) {
         Ok(t) => t,
         Err(e) => return error_response(&e, &id, &path),
@@ -135,6 +138,44 @@ pub(crate) async fn handle(
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "exchange"
     );
+    response
+}
+
+/// A guard API call: read the call (bounded), answer it, log it.
+async fn guard_call(state: &Arc<State>, id: &str, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, incoming) = req.into_parts();
+    let limit = state.config.limits.max_request_body_bytes;
+    let body = match read_bounded(incoming, limit).await {
+        Ok((b, None)) => b,
+        Ok((_, Some(_))) => return crate::guard::GuardError::TooLarge(limit).response(id),
+        Err(e) => return crate::guard::GuardError::BadRequest(e).response(id),
+    };
+    let body_len = body.len();
+    let state = state.clone();
+    let id_owned = id.to_owned();
+    let path = parts.uri.path().to_owned();
+    let answer = move || {
+        crate::guard::answer(
+            &state,
+            &id_owned,
+            &parts.method,
+            &path,
+            &parts.headers,
+            &body,
+        )
+    };
+    // As in the proxy: small calls inline, large ones on the blocking pool.
+    let response = if body_len <= INLINE_INSPECTION_BYTES {
+        answer()
+    } else {
+        match tokio::task::spawn_blocking(answer).await {
+            Ok(r) => r,
+            Err(e) => crate::guard::GuardError::Internal(format!("inspection task failed: {e}"))
+                .response(id),
+        }
+    };
+    tracing::debug!(request_id = %id, latency_ms = started.elapsed().as_secs_f64() * 1000.0, status = response.status().as_u16(), "guard call");
     response
 }
 
@@ -207,15 +248,12 @@ fn is_textual(headers: &HeaderMap) -> bool {
 /// server's `202 Accepted` in text/plain, an HTML error page from a load balancer) is read as
 /// text, not refused as broken JSON.
 fn body_protocol(protocol: Protocol, headers: &HeaderMap) -> Protocol {
-    let labelled_other = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| !ct.to_ascii_lowercase().contains("json"));
-    if protocol != Protocol::Text && labelled_other {
-        Protocol::Text
-    } else {
-        protocol
-    }
+    crate::guard::read_as(
+        protocol,
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 fn framing(headers: &HeaderMap) -> Option<Framing> {

@@ -368,6 +368,43 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
             ));
         }
     }
+    let mut collectors = BTreeSet::new();
+    for (i, c) in config.collectors.iter().enumerate() {
+        let at = format!("collectors[{i}]");
+        if !collectors.insert(c.name.as_str()) {
+            return Err((
+                format!("{at}.name"),
+                c.name.clone(),
+                format!("collector `{}` is defined twice", c.name),
+            ));
+        }
+        match (&c.api_key_env, &c.api_key_sha256) {
+            (Some(_), None) => {}
+            (None, Some(h)) => {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err((
+                        format!("{at}.api_key_sha256"),
+                        h.clone(),
+                        "must be 64 hex digits (the SHA-256 of the key)".into(),
+                    ));
+                }
+            }
+            _ => {
+                return Err((
+                    format!("{at}.api_key_env"),
+                    c.name.clone(),
+                    "give exactly one of `api_key_env` and `api_key_sha256`".into(),
+                ))
+            }
+        }
+        if !config.policies.contains_key(&c.policy) {
+            return Err((
+                format!("{at}.policy"),
+                c.policy.clone(),
+                format!("no policy called `{}`", c.policy),
+            ));
+        }
+    }
     if !config.policies.contains_key(&config.proxy.policy) {
         return Err((
             "proxy.policy".into(),

@@ -42,6 +42,42 @@ pub struct Config {
     /// defines no `default`, the built-in default policy is added under that name.
     #[serde(default)]
     pub policies: BTreeMap<String, PolicyConfig>,
+    /// Who may call the guard API (`/v1/guard/*` and the compatible endpoints): one entry per
+    /// gateway, plugin or pipeline that sends traffic, each with its own API key and policy. With
+    /// none, the guard API answers 401 to everyone.
+    #[serde(default)]
+    pub collectors: Vec<CollectorConfig>,
+}
+
+/// A caller of the guard API: a Kong plugin, a Worker, an Envoy filter, an ingestion pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Its name, in logs and records.
+    pub name: String,
+    /// The environment variable holding its API key (sent as `Authorization: Bearer <key>`).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Or the key's SHA-256, in hex, so the key itself is never written down.
+    #[serde(default)]
+    pub api_key_sha256: Option<String>,
+    /// The policy its traffic is judged by, unless a call names another.
+    #[serde(default = "default_policy_name")]
+    pub policy: String,
+    /// What is logged of its traffic: `metadata` (the default) or `full` (bodies too, redacted).
+    #[serde(default)]
+    pub logging: LoggingLevel,
+}
+
+/// How much of an exchange is logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoggingLevel {
+    /// Time, route, collector, method, path, verdict, findings: never bodies.
+    #[default]
+    Metadata,
+    /// Metadata and the bodies, after redaction.
+    Full,
 }
 
 fn default_listen() -> String {
@@ -59,6 +95,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             streaming: StreamingConfig::default(),
             policies: BTreeMap::new(),
+            collectors: Vec::new(),
         }
     }
 }
