@@ -11,8 +11,12 @@
 # Markdown table: p50 / p99 latency, added latency against direct, requests/s, and Palisade's
 # peak RSS. Needs wrk and nginx (Debian packages; installed here if missing).
 #
+# Then the guard API (POST /v1/guard/request with a 2 KiB MCP tools/call, default policy) at
+# concurrency 1 and 64.
+#
 #   ./scripts/load.sh            # 5 s a run
 #   DURATION=10 ./scripts/load.sh
+#   ONLY=guard ./scripts/load.sh # the guard API alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -72,7 +76,8 @@ routes="routes:
   - { name: mcp, path_prefix: /mcp, upstream: 'http://127.0.0.1:$UP/mcp', protocol: mcp }
   - { name: chat, path_prefix: /v1, upstream: 'http://127.0.0.1:$UP/v1', protocol: openai }"
 printf 'listen: 127.0.0.1:%s\n%s\npolicies:\n  default: { input: [], output: [] }\n' "$P0" "$routes" > "$work/none.yaml"
-printf 'listen: 127.0.0.1:%s\n%s\n' "$P1" "$routes" > "$work/default.yaml"
+printf 'listen: 127.0.0.1:%s\n%s\ncollectors:\n  - { name: load, api_key_env: GUARD_KEY }\n' "$P1" "$routes" > "$work/default.yaml"
+export GUARD_KEY="load-test-key-$(date +%s%N)"
 PALISADE_LOG=warn target/release/palisade serve --config "$work/none.yaml" 2>"$work/p0.log" & pids+=($!); pid0=$!
 PALISADE_LOG=warn target/release/palisade serve --config "$work/default.yaml" 2>"$work/p1.log" & pids+=($!); pid1=$!
 for p in $UP $NGX $P0 $P1; do
@@ -97,6 +102,10 @@ run() { # target-port script connections threads pace_ms → "p50 p99 rps"
   p50=$(echo "$out" | awk '$1=="50%"{print $2}')
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
   rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+  if echo "$out" | grep -q 'Non-2xx'; then
+    echo "port $1 $6: $(echo "$out" | grep 'Non-2xx')" >&2
+    exit 1
+  fi
   echo "$(to_ms "$p50") $(to_ms "$p99") $rps"
 }
 
@@ -106,7 +115,10 @@ report="$root/target/load-report.md"
   echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 } > "$report"
 
-for scenario in "mcp tools/call 2 KiB|mcp_call.lua|/mcp" "streamed chat completion|chat_stream.lua|/v1/chat/completions"; do
+# ONLY=guard runs the guard API part alone.
+scenarios=("mcp tools/call 2 KiB|mcp_call.lua|/mcp" "streamed chat completion|chat_stream.lua|/v1/chat/completions")
+[ "${ONLY:-}" = guard ] && scenarios=()
+for scenario in "${scenarios[@]}"; do
   IFS='|' read -r name script path <<<"$scenario"
   for load in "c=1|1|1|0" "c=64|64|2|0" "~1000 req/s|4|1|4"; do
     IFS='|' read -r lname conns threads pace <<<"$load"
@@ -123,6 +135,24 @@ for scenario in "mcp tools/call 2 KiB|mcp_call.lua|/mcp" "streamed chat completi
     done
     unset res
   done
+done
+
+# The guard API, as a gateway plugin calls it: a 2 KiB MCP tools/call judged under the default
+# policy (the answer must be an allow verdict, or the numbers mean nothing).
+verdict=$(curl -s -X POST -H "Authorization: Bearer $GUARD_KEY" -H 'content-type: application/json' \
+  -d '{"protocol":"mcp","body":"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"x\",\"arguments\":{\"text\":\"Summarise the quarterly numbers.\"}}}"}' \
+  "http://127.0.0.1:$P1/v1/guard/request")
+echo "$verdict" | grep -q '"allowed":true' || { echo "guard API answered: $verdict" >&2; exit 1; }
+{
+  echo
+  echo "| guard API | load | p50 ms | p99 ms | req/s |"
+  echo "| --- | --- | ---: | ---: | ---: |"
+} >> "$report"
+for load in "c=1|1|1" "c=64|64|2"; do
+  IFS='|' read -r lname conns threads <<<"$load"
+  read -r g50 g99 grps <<<"$(run "$P1" guard_request.lua "$conns" "$threads" 0 /v1/guard/request)"
+  awk -v l="$lname" -v a="$g50" -v b="$g99" -v r="$grps" \
+    'BEGIN { printf "| POST /v1/guard/request, 2 KiB MCP tools/call | %s | %.3f | %.3f | %.0f |\n", l, a, b, r }' >> "$report"
 done
 
 rss() { awk '/VmHWM/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
