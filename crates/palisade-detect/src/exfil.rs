@@ -460,41 +460,53 @@ fn unsplit(text: &str) -> Option<(String, Vec<usize>)> {
 }
 
 impl ExfiltrationDetector {
-    /// Reports long base64 and hex runs.
+    /// Reports long base64 and hex runs. Both shapes need a digit (`looks_encoded`), so only
+    /// runs around a digit are measured: prose, whose words have none, costs a scan for digits.
     fn blobs(&self, text: &str, out: &mut Vec<Finding>) {
         let min = self.min_blob_len.max(16);
         let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let is_b64 =
-                |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
-            if !bytes.get(i).is_some_and(|&b| is_b64(b)) {
-                i += 1;
-                continue;
+        let n = bytes.len();
+        let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        // Where the previous run (and its padding) ended: runs are maximal, so none starts
+        // inside it.
+        let mut done = 0usize;
+        let mut i = 0usize;
+        while let Some(off) = bytes
+            .get(i..)
+            .and_then(|r| r.iter().position(u8::is_ascii_digit))
+        {
+            let d = i + off;
+            let mut start = d;
+            while start > done && bytes.get(start - 1).is_some_and(|&b| is_b64(b)) {
+                start -= 1;
             }
-            let start = i;
-            let (mut upper, mut lower, mut digit, mut hex) = (false, false, false, true);
-            while let Some(&b) = bytes.get(i).filter(|&&b| is_b64(b)) {
+            let mut end = d;
+            let (mut upper, mut lower, mut hex) = (false, false, true);
+            while bytes.get(end).is_some_and(|&b| is_b64(b)) {
+                end += 1;
+            }
+            for &b in bytes.get(start..end).unwrap_or_default() {
                 upper |= b.is_ascii_uppercase();
                 lower |= b.is_ascii_lowercase();
-                digit |= b.is_ascii_digit();
                 hex &= b.is_ascii_hexdigit();
-                i += 1;
             }
-            while bytes.get(i) == Some(&b'=') {
-                i += 1;
+            let mut stop = end;
+            while bytes.get(stop) == Some(&b'=') {
+                stop += 1;
             }
-            let len = i - start;
-            let looks_encoded = (hex && digit) || (upper && lower && digit);
+            let len = stop - start;
+            let looks_encoded = hex || (upper && lower);
             if len >= min && looks_encoded {
                 out.push(Finding::new(
                     DetectorId::Exfiltration,
                     "encoded_blob",
                     Severity::Low,
                     if len >= 2 * min { 0.8 } else { 0.6 },
-                    Span::new(start, i),
+                    Span::new(start, stop),
                 ));
             }
+            done = stop;
+            i = stop.max(d + 1).min(n);
         }
     }
 }

@@ -14,10 +14,6 @@
 //! delimiter before the following word (`see https://a.io/x,and more`) keeps the tail; it never
 //! loses the host, which is what policies act on.
 
-use std::sync::LazyLock;
-
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-
 use crate::{Detector, DetectorId, Finding, Normalized, Severity, Span};
 
 /// Reports every URL as kind `url`, severity low.
@@ -96,13 +92,55 @@ const PREFIXES: &[(&str, Scheme)] = &[
     ("www.", Scheme::Bare),
 ];
 
-static PREFIX_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(PREFIXES.iter().map(|(p, _)| p))
-        .ok()
-});
+/// Where scheme prefixes start, in text order: `(start, end of the prefix, index into
+/// [`PREFIXES`])`. Every prefix but `www.` ends in `:` plus its slashes, so candidates come from
+/// the colons (the scheme is the longest known tail of the letters before one) and from `w`s;
+/// prose, with few of either, is scanned at memchr speed.
+fn prefix_matches(text: &str) -> Vec<(usize, usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut out: Vec<(usize, usize, usize)> = Vec::new();
+    for colon in memchr::memchr_iter(b':', bytes) {
+        let mut letters = colon;
+        while letters > 0 && colon - letters < 10 && bytes[letters - 1].is_ascii_alphabetic() {
+            letters -= 1;
+        }
+        // Longest tail first, as a leftmost-longest match would start there.
+        'tails: for start in letters..colon {
+            for (i, (prefix, _)) in PREFIXES.iter().enumerate() {
+                let p = prefix.as_bytes();
+                let name_len = colon - start;
+                if p.get(name_len) != Some(&b':') {
+                    continue;
+                }
+                let end = start + p.len();
+                if bytes
+                    .get(start..end)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(p))
+                {
+                    out.push((start, end, i));
+                    break 'tails;
+                }
+            }
+        }
+    }
+    let www = PREFIXES.iter().position(|(p, _)| *p == "www.");
+    if let Some(wi) = www {
+        let mut bare = Vec::new();
+        for at in memchr::memchr2_iter(b'w', b'W', bytes) {
+            if bytes
+                .get(at..at + 4)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"www."))
+            {
+                bare.push((at, at + 4, wi));
+            }
+        }
+        if !bare.is_empty() {
+            out.extend(bare);
+            out.sort_unstable_by_key(|m| m.0);
+        }
+    }
+    out
+}
 
 /// Every URL in `text`, in order, as spans of `text`.
 pub fn find_urls(text: &str) -> Vec<Span> {
@@ -112,18 +150,17 @@ pub fn find_urls(text: &str) -> Vec<Span> {
 /// Every URL in `text`, in order, with how it was introduced.
 pub fn find_url_matches(text: &str) -> Vec<UrlMatch> {
     let mut out = Vec::new();
-    let Some(ac) = PREFIX_AC.as_ref() else {
-        return out;
-    };
     let bytes = text.as_bytes();
-    // URLs never overlap: a prefix inside an already reported URL is part of it.
+    // URLs never overlap: a prefix inside an already reported URL is part of it. Prefixes do not
+    // overlap either: one that starts inside the previous one is not a match of its own.
     let mut covered = 0usize;
-    for m in ac.find_iter(text) {
-        let start = m.start();
-        if start < covered {
+    let mut prefix_end = 0usize;
+    for (start, end_of_prefix, index) in prefix_matches(text) {
+        if start < covered || start < prefix_end {
             continue;
         }
-        let Some(&(_, scheme)) = PREFIXES.get(m.pattern().as_usize()) else {
+        prefix_end = end_of_prefix;
+        let Some(&(_, scheme)) = PREFIXES.get(index) else {
             continue;
         };
         // A scheme glued to a word (`seehttps://x.io`) still starts a URL: the link works when
@@ -131,16 +168,14 @@ pub fn find_url_matches(text: &str) -> Vec<UrlMatch> {
         // `mailto:`) and bare `www.` need a word boundary, or ordinary words would match.
         let prev = start.checked_sub(1).and_then(|i| bytes.get(i)).copied();
         let glued = prev.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-        let has_slashes = PREFIXES
-            .get(m.pattern().as_usize())
-            .is_some_and(|(p, _)| p.ends_with("//"));
+        let has_slashes = PREFIXES.get(index).is_some_and(|(p, _)| p.ends_with("//"));
         if glued && !has_slashes {
             continue;
         }
         if scheme == Scheme::Bare && prev.is_some_and(|b| matches!(b, b'.' | b'/' | b'@' | b'-')) {
             continue;
         }
-        let body_start = m.end();
+        let body_start = end_of_prefix;
         let end = url_end(text, start, body_start, scheme == Scheme::Data);
         if !body_ok(bytes, scheme, body_start, end) {
             continue;
@@ -274,6 +309,50 @@ fn trim_trailing(text: &str, start: usize, mut end: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    /// The prefix search as a leftmost-longest Aho-Corasick automaton would do it: the
+    /// reference the colon-anchored search must agree with.
+    fn reference(text: &str) -> Vec<(usize, usize, usize)> {
+        use aho_corasick::{AhoCorasickBuilder, MatchKind};
+        let Ok(ac) = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(PREFIXES.iter().map(|(p, _)| p))
+        else {
+            return Vec::new();
+        };
+        ac.find_iter(text)
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+            .collect()
+    }
+
+    /// What the URL loop keeps of the candidates: non-overlapping, in order.
+    fn kept(mut c: Vec<(usize, usize, usize)>) -> Vec<(usize, usize, usize)> {
+        let mut end = 0;
+        c.retain(|m| {
+            let keep = m.0 >= end;
+            if keep {
+                end = m.1;
+            }
+            keep
+        });
+        c
+    }
+
+    proptest! {
+        #[test]
+        fn prefix_search_agrees_with_the_automaton(parts in proptest::collection::vec(prop_oneof![
+            Just("http://"), Just("HTTPS://"), Just("sftp://"), Just("ftp:/"), Just("file:/"),
+            Just("data:"), Just("javascript:"), Just("mailto:"), Just("www."), Just("WwW."),
+            Just("x"), Just(":"), Just("/"), Just(" "), Just("meta"), Just("ws"), Just("s"),
+            Just("w"), Just("."), Just("é"),
+        ], 0..16)) {
+            let text: String = parts.concat();
+            prop_assert_eq!(kept(prefix_matches(&text)), reference(&text), "{}", text);
+        }
+    }
+
     use super::*;
 
     fn urls(text: &str) -> Vec<&str> {
