@@ -120,6 +120,13 @@ def llm_app():
                 await asyncio.sleep(0.05)
         return StreamingResponse(gen(), media_type="text/event-stream")
 
+    async def stalled_stream(request):
+        async def gen():
+            yield f"data: {json.dumps({'choices': [{'delta': {'content': 'first words '}}]})}\n\n"
+            await asyncio.sleep(30)
+            yield "data: [DONE]\n\n"
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
     return Starlette(routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
@@ -130,6 +137,7 @@ def llm_app():
         Route("/fault/reset/v1/chat/completions", reset_midstream, methods=["POST"]),
         Route("/fault/slow/v1/chat/completions", slow, methods=["POST"]),
         Route("/fault/slow-stream/v1/chat/completions", slow_stream, methods=["POST"]),
+        Route("/fault/stalled-stream/v1/chat/completions", stalled_stream, methods=["POST"]),
     ])
 
 

@@ -2,10 +2,14 @@
 
 import asyncio
 import json
+import os
+import subprocess
 import time
 
 import httpx
 import websockets
+
+from conftest import ROOT, free_port, wait_port
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -158,3 +162,43 @@ def test_oversized_body(palisade):
     assert r.status_code == 413
     assert error_of(r)["error"]["code"] == "request_too_large"
     assert palisade.log_for(r.headers["x-palisade-request-id"])
+
+
+def test_a_stalled_stream_hits_the_idle_limit_in_every_mode(palisade, tmp_path):
+    """Streams that are inspected, passed straight through (no response detectors) or copied
+    (monitor) all end when the upstream goes quiet past `timeouts.idle_stream_ms`."""
+    port = free_port()
+    llm = f"http://127.0.0.1:{palisade.ports['llm']}/fault"
+    cfg = tmp_path / "idle.yaml"
+    cfg.write_text(f"""
+listen: 127.0.0.1:{port}
+timeouts: {{ idle_stream_ms: 400 }}
+routes:
+  - {{ name: inspected, path_prefix: /inspected, upstream: '{llm}', protocol: openai }}
+  - {{ name: straight, path_prefix: /straight, upstream: '{llm}', protocol: openai, policy: quiet }}
+  - {{ name: copied, path_prefix: /copied, upstream: '{llm}', mode: monitor }}
+policies:
+  quiet: {{ input: [], output: [] }}
+""")
+    binary = os.environ.get("PALISADE_BIN", str(ROOT / "target" / "release" / "palisade"))
+    p = subprocess.Popen([binary, "serve", "--config", str(cfg)], stdout=subprocess.DEVNULL,
+                         stderr=open(tmp_path / "idle.log", "w"))
+    try:
+        wait_port(port, p)
+        for route in ["inspected", "straight", "copied"]:
+            started = time.time()
+            got, failed = b"", False
+            try:
+                with httpx.stream("POST", f"http://127.0.0.1:{port}/{route}/stalled-stream/v1/chat/completions",
+                                  json={**CHAT, "stream": True}, timeout=10) as r:
+                    for chunk in r.iter_bytes():
+                        got += chunk
+            except httpx.HTTPError:
+                failed = True
+            elapsed = time.time() - started
+            assert failed, f"{route}: the client must see the stream fail, not end cleanly"
+            assert b"first words" in got, route
+            assert elapsed < 5, f"{route}: took {elapsed:.1f}s, the idle limit is 0.4s"
+    finally:
+        p.terminate()
+        p.wait(timeout=5)

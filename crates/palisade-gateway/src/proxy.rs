@@ -30,7 +30,7 @@ use palisade_policy::Direction;
 use palisade_protocol::{Meta, Protocol};
 use tokio::sync::mpsc;
 
-use crate::body::{empty, full, Body, BoxError, ChannelBody, TeeBody};
+use crate::body::{empty, full, Body, ChannelBody, IdleTimeout, TeeBody};
 use crate::error::GatewayError;
 use crate::route::{self, Target};
 use crate::State;
@@ -556,7 +556,8 @@ async fn enforce(
 
     if policy.detectors(Direction::Response).is_empty() {
         // Nothing to look for in responses: stream it through as it comes, like any proxy.
-        let mut r = Response::new(rbody.map_err(|e| Box::new(e) as BoxError).boxed());
+        let idle = Duration::from_millis(state.config.timeouts.idle_stream_ms);
+        let mut r = Response::new(IdleTimeout::new(rbody, idle).boxed());
         *r.status_mut() = rparts.status;
         *r.headers_mut() = headers;
         let status = rparts.status.as_u16();
@@ -1020,7 +1021,8 @@ async fn monitor(
         );
     }
     let tee = TeeBody::new(rbody, rcopy_tx);
-    let mut r = Response::new(http_body_util::BodyExt::boxed(tee));
+    let idle = Duration::from_millis(state.config.timeouts.idle_stream_ms);
+    let mut r = Response::new(http_body_util::BodyExt::boxed(IdleTimeout::new(tee, idle)));
     *r.status_mut() = rparts.status;
     *r.headers_mut() = headers;
     let status = rparts.status.as_u16();
