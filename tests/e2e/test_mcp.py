@@ -17,7 +17,7 @@ async def exercise(session):
     await session.initialize()
     tools = await session.list_tools()
     names = {t.name for t in tools.tools}
-    assert {"echo", "lookup_customer"} <= names
+    assert {"echo", "lookup_customer", "read_page"} <= names
 
     ok = await session.call_tool("echo", {"text": "hello there"})
     assert ok.content[0].text == "hello there"
@@ -32,6 +32,14 @@ async def exercise(session):
     text = redacted.content[0].text
     assert "078-05-1120" not in text
     assert "***-**-1120" in text
+
+    # A tool result with a planted instruction is blocked on its own; the session goes on.
+    with pytest.raises(McpError) as planted:
+        await session.call_tool("read_page", {"url": "https://shop.example"})
+    assert planted.value.error.code == -32001
+    assert "prompt_injection" in str(planted.value)
+    again = await session.call_tool("echo", {"text": "still here"})
+    assert again.content[0].text == "still here"
 
 
 def test_streamable_http(palisade):

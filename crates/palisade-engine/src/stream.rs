@@ -19,7 +19,9 @@
 //!   stream so far when it is completed) is redacted only from its first unsent byte on; its sent
 //!   beginning stays with the client;
 //! - a block ends the stream with a protocol error event, but what was flushed before it stays;
-//!   held units are dropped, never sent;
+//!   held units are dropped, never sent. MCP over SSE is the exception: each event is a whole
+//!   JSON-RPC message and one stream may carry a whole session, so a blocked message is replaced
+//!   by a JSON-RPC error for its id (a blocked notification is dropped) and the stream goes on;
 //! - [`StreamInspector::flush`] sends held units early, so a value completed after an idle flush is
 //!   redacted only from its first unsent byte.
 //!
@@ -97,6 +99,8 @@ struct Pending {
     /// The JSON document the unit carries (SSE data or the line).
     json: Option<Vec<u8>>,
     pieces: Vec<Piece>,
+    /// What to send instead of the unit (an MCP message blocked on its own).
+    replace: Option<Vec<u8>>,
 }
 
 struct Redact {
@@ -301,6 +305,7 @@ impl StreamInspector {
                 unit,
                 json: None,
                 pieces: Vec::new(),
+                replace: None,
             });
             return;
         }
@@ -340,6 +345,11 @@ impl StreamInspector {
                     let Location::Pointer(pointer) = part.location else {
                         continue;
                     };
+                    if self.protocol == Protocol::Mcp && !self.text.is_empty() {
+                        // MCP messages are whole documents, not deltas of one text: keep their
+                        // texts apart, or words at their seams would run together.
+                        self.text.push('\n');
+                    }
                     let start = self.end();
                     self.text.push_str(&part.text);
                     pieces.push(Piece {
@@ -350,7 +360,12 @@ impl StreamInspector {
                 }
             }
         }
-        self.pending.push_back(Pending { unit, json, pieces });
+        self.pending.push_back(Pending {
+            unit,
+            json,
+            pieces,
+            replace: None,
+        });
     }
 
     /// Scans the window; records findings; returns the block event if the stream must end.
@@ -413,8 +428,11 @@ impl StreamInspector {
             }
             match action {
                 Action::Block => {
-                    self.blocked = true;
                     let reason = format!("{}/{} ({}) → block", f.detector, f.kind, f.severity);
+                    if self.block_one_message(abs.start, &reason) {
+                        continue;
+                    }
+                    self.blocked = true;
                     self.reasons.push(reason);
                     self.pending.clear();
                     return Some(StreamOutput::Blocked(block_event(
@@ -452,6 +470,39 @@ impl StreamInspector {
             }
         }
         None
+    }
+
+    /// MCP over SSE carries whole JSON-RPC messages, and one SSE stream may carry a whole
+    /// session: a blocked message is replaced by a JSON-RPC error for its id (a notification is
+    /// dropped), and the stream goes on. True when the message holding `at` was handled so.
+    fn block_one_message(&mut self, at: usize, reason: &str) -> bool {
+        if self.protocol != Protocol::Mcp || self.framing != Framing::Sse {
+            return false;
+        }
+        let request_id = self.request_id.clone();
+        let Some(p) = self
+            .pending
+            .iter_mut()
+            .find(|p| p.pieces.iter().any(|pc| pc.range.contains(&at)))
+        else {
+            return false;
+        };
+        if p.replace.is_none() {
+            let id = p
+                .json
+                .as_deref()
+                .and_then(|d| serde_json::from_slice::<serde_json::Value>(d).ok())
+                .and_then(|v| v.get("id").filter(|i| !i.is_null()).map(|i| i.to_string()));
+            let reasons = [reason.to_owned()];
+            p.replace = Some(match id {
+                Some(id) => block_event(self.protocol, &request_id, &reasons, Some(&id)),
+                None => Vec::new(),
+            });
+        }
+        if !self.reasons.iter().any(|r| r == reason) {
+            self.reasons.push(reason.to_owned());
+        }
+        true
     }
 
     fn role_at(&self, at: usize) -> Role {
@@ -500,6 +551,9 @@ impl StreamInspector {
 
     /// The bytes of one unit, with redactions applied to its pieces.
     fn render(&mut self, p: Pending) -> Vec<u8> {
+        if let Some(replacement) = p.replace {
+            return replacement;
+        }
         let mut edits: Vec<(Location, String)> = Vec::new();
         for piece in &p.pieces {
             let mut touched = false;

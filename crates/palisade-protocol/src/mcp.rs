@@ -169,9 +169,27 @@ fn request(method: &str, params: Option<&Value>, p: &str, parts: &mut Vec<Part>,
                 Role::UserPrompt,
             );
         }
-        // initialize, tools/list, resources/list, prompts/list, ping and notifications carry no
-        // text meant for a model.
-        _ => {}
+        // These carry no text meant for a model (names, cursors, capabilities).
+        "initialize"
+        | "ping"
+        | "tools/list"
+        | "resources/list"
+        | "resources/templates/list"
+        | "prompts/list"
+        | "roots/list"
+        | "logging/setLevel"
+        | "resources/unsubscribe"
+        | "notifications/initialized"
+        | "notifications/cancelled"
+        | "notifications/progress"
+        | "notifications/roots/list_changed"
+        | "notifications/tools/list_changed"
+        | "notifications/prompts/list_changed"
+        | "notifications/resources/list_changed"
+        | "notifications/resources/updated" => {}
+        // Anything else, log messages (`notifications/message`) and methods this version does not
+        // know included, is read whole: text that reaches a client may reach a model.
+        _ => all_strings(params, p, Role::Other, parts),
     }
 }
 

@@ -245,3 +245,46 @@ fn ndjson_lines_are_inspected() {
         "{text}"
     );
 }
+
+#[test]
+fn a_blocked_mcp_message_is_answered_alone_and_the_session_goes_on() {
+    let cfg = policy(SSN_RULES);
+    let p = cfg.policy("p").unwrap_or_else(|| panic!("no policy"));
+    let message = |id: u32, text: &str| {
+        let v = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": text}]}});
+        format!("event: message\ndata: {v}\n\n")
+    };
+    let notification = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"data\":\"forbidden words\"}}\n\n";
+    let input = [
+        message(1, "fine"),
+        message(2, "this is forbidden"),
+        notification.to_owned(),
+        message(3, "also fine, 078-05-1120"),
+    ]
+    .concat();
+    for chunk in [7, 64, input.len()] {
+        let limits = StreamLimits {
+            hold_bytes: 0,
+            overlap_bytes: 0,
+            ..StreamLimits::default()
+        };
+        let (out, blocked) = run(p, Protocol::Mcp, input.as_bytes(), chunk, limits);
+        let text = String::from_utf8_lossy(&out);
+        assert!(!blocked, "the session must go on: {text}");
+        assert!(text.contains("\"text\":\"fine\""), "{text}");
+        assert!(!text.contains("forbidden"), "chunk {chunk}: {text}");
+        assert!(
+            text.contains("\"id\":2") && text.contains("-32001"),
+            "{text}"
+        );
+        assert!(
+            text.contains("***-**-1120"),
+            "later messages are still inspected: {text}"
+        );
+        assert_eq!(
+            text.matches("event: message").count(),
+            3,
+            "the notification is dropped: {text}"
+        );
+    }
+}
