@@ -182,8 +182,8 @@ const TABLE: usize = 4096;
 /// branch predictor cannot learn).
 #[derive(Debug)]
 pub struct Lexicon {
-    keys: Vec<u64>,
-    classes: Vec<Class>,
+    /// `(key, classes)` side by side: a lookup touches one cache line a slot, not two.
+    slots: Vec<(u64, Class)>,
 }
 
 #[inline]
@@ -208,8 +208,7 @@ static LEXICON: LazyLock<Lexicon> = LazyLock::new(|| {
         add(word_hash(w), ANCHOR);
     }
     let mut lex = Lexicon {
-        keys: vec![0; TABLE],
-        classes: vec![0; TABLE],
+        slots: vec![(0, 0); TABLE],
     };
     for (h, c) in words {
         lex.insert(h, c);
@@ -223,17 +222,16 @@ impl Lexicon {
         for _ in 0..TABLE {
             let (a, b) = slots(hash);
             for s in [a, b] {
-                if self.keys.get(s) == Some(&0) {
-                    self.keys[s] = hash;
-                    self.classes[s] = class;
+                if self.slots.get(s).is_some_and(|e| e.0 == 0) {
+                    self.slots[s] = (hash, class);
                     return;
                 }
             }
             // Both taken: evict the occupant of the slot this word did not come from, and place
             // the evicted word next.
             let victim = if from == a { b } else { a };
-            std::mem::swap(&mut self.keys[victim], &mut hash);
-            std::mem::swap(&mut self.classes[victim], &mut class);
+            std::mem::swap(&mut self.slots[victim].0, &mut hash);
+            std::mem::swap(&mut self.slots[victim].1, &mut class);
             from = victim;
         }
         // Unreachable at this load factor; a word that cannot be placed simply has no class
@@ -246,8 +244,7 @@ impl Lexicon {
         let hash = hash.max(1);
         let (a, b) = slots(hash);
         let hit = |s: usize| -> Class {
-            let k = self.keys.get(s).copied().unwrap_or(0);
-            let c = self.classes.get(s).copied().unwrap_or(0);
+            let (k, c) = self.slots.get(s).copied().unwrap_or((0, 0));
             c & (u64::from(k == hash)).wrapping_neg()
         };
         hit(a) | hit(b)
