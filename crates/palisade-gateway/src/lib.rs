@@ -15,12 +15,14 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use palisade_engine::govern::Governance;
 use palisade_engine::Inspector;
 use palisade_policy::config::Config;
 use tokio::net::TcpListener;
 
 pub mod body;
 pub mod error;
+mod govern;
 pub mod proxy;
 pub mod route;
 pub mod upstream;
@@ -35,6 +37,8 @@ pub struct State {
     pub inspector: Arc<Inspector>,
     /// The pooled upstream client.
     pub client: upstream::UpstreamClient,
+    /// Governance and its state, shared by every worker.
+    pub governance: Arc<Governance>,
 }
 
 /// Why the gateway could not start.
@@ -46,6 +50,9 @@ pub enum StartError {
     /// The upstream client could not be built.
     #[error("{0}")]
     Client(#[from] upstream::ClientError),
+    /// The governance settings did not compile.
+    #[error("{0}")]
+    Governance(String),
 }
 
 impl State {
@@ -57,11 +64,22 @@ impl State {
 
     /// A state sharing already compiled policies (one per worker thread).
     pub fn with_inspector(config: Config, inspector: Arc<Inspector>) -> Result<Self, StartError> {
+        let governance = Arc::new(Governance::in_memory(&config).map_err(StartError::Governance)?);
+        Self::with_parts(config, inspector, governance)
+    }
+
+    /// A state sharing compiled policies and governance state with other workers.
+    pub fn with_parts(
+        config: Config,
+        inspector: Arc<Inspector>,
+        governance: Arc<Governance>,
+    ) -> Result<Self, StartError> {
         let client = upstream::client(&config)?;
         Ok(State {
             config,
             inspector,
             client,
+            governance,
         })
     }
 }
@@ -76,12 +94,14 @@ pub struct Server {
     addr: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    governance: Arc<Governance>,
 }
 
 impl Server {
     /// Starts `workers` threads serving `config`. Returns once every worker listens.
     pub fn start(config: Config, workers: usize) -> Result<Server, ServeError> {
         let inspector = Arc::new(Inspector::new(&config).map_err(StartError::from)?);
+        let governance = Arc::new(Governance::in_memory(&config).map_err(StartError::Governance)?);
         let wanted: SocketAddr = config
             .listen
             .parse()
@@ -93,6 +113,7 @@ impl Server {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, ServeError>>();
             let config = config.clone();
             let inspector = inspector.clone();
+            let governance = governance.clone();
             let mut stop_rx = stop_rx.clone();
             let bind_to = addr;
             let handle = std::thread::Builder::new()
@@ -120,7 +141,7 @@ impl Server {
                                 return;
                             }
                         };
-                        let state = match State::with_inspector(config, inspector) {
+                        let state = match State::with_parts(config, inspector, governance) {
                             Ok(s) => Arc::new(s),
                             Err(e) => {
                                 let _ = ready_tx.send(Err(ServeError::Start(e)));
@@ -158,7 +179,13 @@ impl Server {
             addr,
             stop,
             threads,
+            governance,
         })
+    }
+
+    /// The governance state every worker shares (for the admin API).
+    pub fn governance(&self) -> Arc<Governance> {
+        self.governance.clone()
     }
 
     /// The address every worker listens on.
