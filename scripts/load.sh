@@ -76,7 +76,10 @@ routes="routes:
   - { name: mcp, path_prefix: /mcp, upstream: 'http://127.0.0.1:$UP/mcp', protocol: mcp }
   - { name: chat, path_prefix: /v1, upstream: 'http://127.0.0.1:$UP/v1', protocol: openai }"
 printf 'listen: 127.0.0.1:%s\n%s\npolicies:\n  default: { input: [], output: [] }\n' "$P0" "$routes" > "$work/none.yaml"
+# The built-in default policy, every detector and tool check included, minus its rate limit
+# (100 calls per 300 s per client and tool), which a load test from one address would trip.
 printf 'listen: 127.0.0.1:%s\n%s\ncollectors:\n  - { name: load, api_key_env: GUARD_KEY }\n' "$P1" "$routes" > "$work/default.yaml"
+target/release/palisade config default | sed -e '/^ *rate_limits:/,+1d' -e '/100 calls per 300 seconds/d' >> "$work/default.yaml"
 export GUARD_KEY="load-test-key-$(date +%s%N)"
 PALISADE_LOG=warn target/release/palisade serve --config "$work/none.yaml" 2>"$work/p0.log" & pids+=($!); pid0=$!
 PALISADE_LOG=warn target/release/palisade serve --config "$work/default.yaml" 2>"$work/p1.log" & pids+=($!); pid1=$!

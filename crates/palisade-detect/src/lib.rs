@@ -28,6 +28,7 @@ pub mod pii;
 pub mod redact;
 pub mod sample;
 pub mod secrets;
+pub mod tools;
 pub mod url;
 pub mod web;
 

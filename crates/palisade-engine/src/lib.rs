@@ -16,6 +16,7 @@ pub use palisade_protocol::{Location, Protocol, Role};
 
 pub mod blocked;
 mod body;
+pub mod govern;
 pub mod stream;
 
 use palisade_detect::Finding;

@@ -15,12 +15,14 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use palisade_engine::govern::Governance;
 use palisade_engine::Inspector;
 use palisade_policy::config::Config;
 use tokio::net::TcpListener;
 
 pub mod body;
 pub mod error;
+mod govern;
 pub mod guard;
 pub mod proxy;
 pub mod route;
@@ -41,6 +43,8 @@ pub struct State {
     pub sse_sessions: Arc<sse_sessions::SseSessions>,
     /// Who may call the guard API.
     pub collectors: guard::Collectors,
+    /// Governance and its state, shared by every worker.
+    pub governance: Arc<Governance>,
 }
 
 /// Why the gateway could not start.
@@ -55,20 +59,25 @@ pub enum StartError {
     /// A collector's API key could not be read.
     #[error("{0}")]
     Collectors(String),
+    /// The governance settings did not compile.
+    #[error("{0}")]
+    Governance(String),
 }
 
 impl State {
     /// Compiles `config` into a ready state.
     pub fn new(config: Config) -> Result<Self, StartError> {
         let inspector = Arc::new(Inspector::new(&config)?);
-        Self::with_inspector(config, inspector, Arc::default())
+        let governance = Arc::new(Governance::in_memory(&config).map_err(StartError::Governance)?);
+        Self::with_parts(config, inspector, governance, Arc::default())
     }
 
-    /// A state sharing already compiled policies and the SSE session registry (one per worker
-    /// thread).
-    pub fn with_inspector(
+    /// A state sharing compiled policies, governance state and the SSE session registry with
+    /// other workers.
+    pub fn with_parts(
         config: Config,
         inspector: Arc<Inspector>,
+        governance: Arc<Governance>,
         sse_sessions: Arc<sse_sessions::SseSessions>,
     ) -> Result<Self, StartError> {
         let client = upstream::client(&config)?;
@@ -79,6 +88,7 @@ impl State {
             client,
             sse_sessions,
             collectors,
+            governance,
         })
     }
 }
@@ -93,12 +103,14 @@ pub struct Server {
     addr: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    governance: Arc<Governance>,
 }
 
 impl Server {
     /// Starts `workers` threads serving `config`. Returns once every worker listens.
     pub fn start(config: Config, workers: usize) -> Result<Server, ServeError> {
         let inspector = Arc::new(Inspector::new(&config).map_err(StartError::from)?);
+        let governance = Arc::new(Governance::in_memory(&config).map_err(StartError::Governance)?);
         let wanted: SocketAddr = config
             .listen
             .parse()
@@ -112,6 +124,7 @@ impl Server {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, ServeError>>();
             let config = config.clone();
             let inspector = inspector.clone();
+            let governance = governance.clone();
             let mut stop_rx = stop_rx.clone();
             let bind_to = addr;
             let handle = std::thread::Builder::new()
@@ -139,13 +152,14 @@ impl Server {
                                 return;
                             }
                         };
-                        let state = match State::with_inspector(config, inspector, sse_sessions) {
-                            Ok(s) => Arc::new(s),
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(ServeError::Start(e)));
-                                return;
-                            }
-                        };
+                        let state =
+                            match State::with_parts(config, inspector, governance, sse_sessions) {
+                                Ok(s) => Arc::new(s),
+                                Err(e) => {
+                                    let _ = ready_tx.send(Err(ServeError::Start(e)));
+                                    return;
+                                }
+                            };
                         let local = listener.local_addr().unwrap_or(bind_to);
                         let _ = ready_tx.send(Ok(local));
                         let stopped = async move {
@@ -177,7 +191,13 @@ impl Server {
             addr,
             stop,
             threads,
+            governance,
         })
+    }
+
+    /// The governance state every worker shares (for the admin API).
+    pub fn governance(&self) -> Arc<Governance> {
+        self.governance.clone()
     }
 
     /// The address every worker listens on.

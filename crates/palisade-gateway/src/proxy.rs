@@ -70,19 +70,22 @@ fn request_id() -> String {
 }
 
 /// What one exchange did, for the decision log.
-struct Outcome {
-    decision: &'static str,
-    reasons: Vec<String>,
-    status: u16,
+pub(crate) struct Outcome {
+    pub(crate) decision: &'static str,
+    pub(crate) reasons: Vec<String>,
+    pub(crate) status: u16,
 }
 
 /// Handles one request. Never fails: every error becomes a JSON answer.
 pub(crate) async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
     let id = request_id();
+    let governed = crate::govern::Slot::default();
+    req.extensions_mut().insert(crate::govern::Peer(peer));
+    req.extensions_mut().insert(governed.clone());
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -107,7 +110,7 @@ pub(crate) async fn handle(
             state.config.timeouts.total_ms,
         )),
     };
-    let (response, outcome) = match result {
+    let (mut response, outcome) = match result {
         Ok(r) => r,
         Err(e) => {
             let resp = error_response(&e, &id, &path);
@@ -138,6 +141,7 @@ pub(crate) async fn handle(
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "exchange"
     );
+    crate::govern::finish(&governed, &mut response, &target.route);
     response
 }
 
@@ -189,7 +193,7 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body>
     r
 }
 
-fn with_ids(mut r: Response<Body>, id: &str, decision: &'static str) -> Response<Body> {
+pub(crate) fn with_ids(mut r: Response<Body>, id: &str, decision: &'static str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(id) {
         r.headers_mut().insert(REQUEST_ID, v);
     }
@@ -272,7 +276,7 @@ fn framing(headers: &HeaderMap) -> Option<Framing> {
 }
 
 /// Copies headers that are end-to-end, dropping hop-by-hop ones and those named by `Connection`.
-fn end_to_end(headers: &HeaderMap, keep_upgrade: bool) -> HeaderMap {
+pub(crate) fn end_to_end(headers: &HeaderMap, keep_upgrade: bool) -> HeaderMap {
     let mut named: Vec<String> = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
         if let Ok(s) = v.to_str() {
@@ -303,7 +307,7 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// Reads a body up to `limit` bytes. Returns the bytes, and the unread rest when over the limit.
-async fn read_bounded<B>(mut body: B, limit: usize) -> Result<(Bytes, Option<B>), String>
+pub(crate) async fn read_bounded<B>(mut body: B, limit: usize) -> Result<(Bytes, Option<B>), String>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -444,6 +448,11 @@ async fn enforce(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     let mode = failure_mode(state, target);
+    let governed =
+        match crate::govern::on_request(state, target, id, &parts, &body, wants_sse, mode).await {
+            Ok(g) => g,
+            Err(answer) => return Ok(answer),
+        };
     let mut reasons = Vec::new();
     let mut decision = "allow";
     let mut forward = body.clone();
@@ -547,6 +556,22 @@ async fn enforce(
 
     let up = upstream_request(target, &parts, full(forward), true)?;
     let resp = send(state, up).await?;
+    let list = req_method.clone().or(governed.mcp_method);
+    if crate::govern::reviews(state, target, list.as_deref()) {
+        let mcp_id = mcp_id.or(governed.mcp_id);
+        let method = list.as_deref().unwrap_or_default();
+        return crate::govern::list_response(
+            state,
+            target,
+            id,
+            resp,
+            method,
+            mcp_id.as_deref(),
+            mode,
+            reasons,
+        )
+        .await;
+    }
     let (rparts, rbody) = resp.into_parts();
     let mut headers = end_to_end(&rparts.headers, false);
     let policy = state

@@ -405,6 +405,7 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
             ));
         }
     }
+    crate::govern::check(config)?;
     if !config.policies.contains_key(&config.proxy.policy) {
         return Err((
             "proxy.policy".into(),

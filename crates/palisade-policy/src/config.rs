@@ -47,6 +47,13 @@ pub struct Config {
     /// none, the guard API answers 401 to everyone.
     #[serde(default)]
     pub collectors: Vec<CollectorConfig>,
+    /// The admin API (tool pins, quarantine, approvals, audit), on its own listener. Absent: no
+    /// admin API.
+    #[serde(default)]
+    pub admin: Option<crate::govern::AdminConfig>,
+    /// Where governance state lives (rate counters, decision cache, pins, approvals, sessions).
+    #[serde(default)]
+    pub state: crate::govern::StateConfig,
 }
 
 /// A caller of the guard API: a Kong plugin, a Worker, an Envoy filter, an ingestion pipeline.
@@ -96,6 +103,8 @@ impl Default for Config {
             streaming: StreamingConfig::default(),
             policies: BTreeMap::new(),
             collectors: Vec::new(),
+            admin: None,
+            state: crate::govern::StateConfig::default(),
         }
     }
 }
@@ -344,6 +353,18 @@ pub struct PolicyConfig {
     /// Limits of the shared normalisation pass.
     #[serde(default)]
     pub normalization: NormalizationConfig,
+    /// MCP tools: pinning and rug-pull handling, poisoning detection, flow labels.
+    #[serde(default)]
+    pub tools: crate::govern::ToolsConfig,
+    /// Rate limits, each counted per distinct key.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::govern::RateLimitConfig>,
+    /// Agent identity, action types, risk, the decision cache and approvals.
+    #[serde(default)]
+    pub governance: crate::govern::GovernanceConfig,
+    /// Session flow rules (toxic flows) over tool labels.
+    #[serde(default)]
+    pub flows: Vec<crate::govern::FlowRuleConfig>,
 }
 
 /// What happens when inspection itself fails.

@@ -13,6 +13,7 @@
 
 pub mod compile;
 pub mod config;
+pub mod govern;
 pub mod load;
 pub mod schema;
 

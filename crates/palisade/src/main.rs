@@ -49,6 +49,9 @@ enum ConfigCommand {
     Default,
     /// Print the configuration's JSON Schema.
     Schema,
+    /// Print the SHA-256 of an admin API key, as `admin.keys[].sha256` wants it. The key is read
+    /// from standard input so it stays out of the shell history.
+    HashKey,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,19 @@ fn main() -> ExitCode {
                     Ok(ExitCode::from(2))
                 }
             },
+            ConfigCommand::HashKey => {
+                let mut key = String::new();
+                match std::io::stdin().read_line(&mut key) {
+                    Ok(_) => {
+                        use sha2::Digest;
+                        let digest = sha2::Sha256::digest(key.trim().as_bytes());
+                        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                        println!("{hex}");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => Err(anyhow::anyhow!("cannot read the key: {e}")),
+                }
+            }
             ConfigCommand::Schema => {
                 let schema = palisade_policy::schema::json_schema();
                 println!(

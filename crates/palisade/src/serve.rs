@@ -95,14 +95,58 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_json);
     let routes = config.routes.len();
     let workers = args.workers.unwrap_or_else(default_workers);
+    let admin = config.admin.clone();
     let server = palisade_gateway::Server::start(config, workers)?;
     tracing::info!(addr = %server.local_addr(), routes, workers, "palisade listening");
+    let (admin_stop, admin_thread) = match admin {
+        Some(a) => {
+            let (stop, thread) = start_admin(&a, server.governance())?;
+            (Some(stop), Some(thread))
+        }
+        None => (None, None),
+    };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?
         .block_on(shutdown_signal());
     tracing::info!("palisade stopping");
+    if let (Some(stop), Some(thread)) = (admin_stop, admin_thread) {
+        let _ = stop.send(());
+        let _ = thread.join();
+    }
     server.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+type AdminHandle = (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+);
+
+/// Starts the admin API on its own thread and listener; returns once it listens.
+fn start_admin(
+    config: &palisade_policy::govern::AdminConfig,
+    governance: Arc<palisade_engine::govern::Governance>,
+) -> anyhow::Result<AdminHandle> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the admin runtime")?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(&config.listen))
+        .with_context(|| format!("cannot listen on {} (admin)", config.listen))?;
+    let addr = listener.local_addr().ok();
+    let admin = Arc::new(palisade_console::Admin::new(config, governance));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("palisade-admin".into())
+        .spawn(move || {
+            let _ = rt.block_on(palisade_console::serve(listener, admin, async {
+                let _ = stopped.await;
+            }));
+        })
+        .context("cannot start the admin thread")?;
+    tracing::info!(addr = ?addr, keys = config.keys.len(), "admin API listening");
+    Ok((stop, thread))
 }

@@ -1,0 +1,419 @@
+//! Palisade's admin API: tool pins and quarantine, approvals, and the audit log.
+//!
+//! It listens on its own address (`admin.listen`), never on the proxy's, and every request
+//! carries an API key as `Authorization: Bearer <key>`. Keys are configured as their SHA-256
+//! (so the configuration file holds no usable secret) with a role: `viewer` reads, `approver`
+//! also decides approvals and approves changed tools, `admin` also quarantines and releases.
+//! Every change is written to the audit log under the key's name, with the reason given.
+//!
+//! | method | path | role | what |
+//! | --- | --- | --- | --- |
+//! | GET | `/admin/whoami` | viewer | the key's name and role |
+//! | GET | `/admin/tools` | viewer | every pin (`?route=` to filter) |
+//! | POST | `/admin/tools/approve` | approver | `{scope or route, tool, reason}`: pin the latest definition, serve it again |
+//! | POST | `/admin/tools/quarantine` | admin | `{scope or route, tool, reason}` |
+//! | POST | `/admin/tools/release` | admin | `{scope or route, tool, reason}` |
+//! | GET | `/admin/approvals` | viewer | `?status=pending` |
+//! | GET | `/admin/approvals/{id}` | viewer | one approval |
+//! | POST | `/admin/approvals/{id}/approve` | approver | `{reason, scope: call or action, ttl_seconds}` |
+//! | POST | `/admin/approvals/{id}/deny` | approver | `{reason}` |
+//! | GET | `/admin/audit` | viewer | `?limit=100`, newest first |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use palisade_engine::govern::state::{ApprovalDecision, ApprovalScope, ApprovalStatus, StateError};
+use palisade_engine::govern::{now_ms, Governance};
+use palisade_policy::govern::{AdminConfig, AdminRole};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+/// Largest admin request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Longest grant an approval can give.
+const MAX_GRANT_SECONDS: u64 = 30 * 24 * 3_600;
+
+struct Caller {
+    name: String,
+    role: AdminRole,
+}
+
+/// The admin API over `governance`.
+#[derive(Debug)]
+pub struct Admin {
+    governance: Arc<Governance>,
+    keys: Vec<(String, [u8; 32], AdminRole)>,
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Equal in time independent of where the inputs differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: Value) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Answer {
+    reply(
+        status,
+        json!({"error": {"code": code, "message": message, "status": status.as_u16()}}),
+    )
+}
+
+fn state_error(e: &StateError) -> Answer {
+    match e {
+        StateError::NotFound(what) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("{what} not found"),
+        ),
+        StateError::Conflict(why) => error(StatusCode::CONFLICT, "conflict", why),
+        other => {
+            tracing::warn!(error = %other, "admin: state store failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state_unavailable",
+                "the state store failed",
+            )
+        }
+    }
+}
+
+fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then_some(v)
+    })
+}
+
+impl Admin {
+    /// An admin API with the configured keys.
+    pub fn new(config: &AdminConfig, governance: Arc<Governance>) -> Self {
+        let keys = config
+            .keys
+            .iter()
+            .filter_map(|k| unhex(&k.sha256).map(|h| (k.name.clone(), h, k.role)))
+            .collect();
+        Admin { governance, keys }
+    }
+
+    fn caller(&self, req: &Request<Incoming>) -> Option<Caller> {
+        let key = req
+            .headers()
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?;
+        let digest: [u8; 32] = Sha256::digest(key.trim().as_bytes()).into();
+        self.keys
+            .iter()
+            .find(|(_, h, _)| same(h, &digest))
+            .map(|(name, _, role)| Caller {
+                name: name.clone(),
+                role: *role,
+            })
+    }
+
+    /// Handles one admin request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Answer {
+        let Some(caller) = self.caller(&req) else {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send an admin API key as `Authorization: Bearer <key>`",
+            );
+        };
+        let method = req.method().clone();
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let need = match (&method, segs.as_slice()) {
+            (&Method::GET, _) => AdminRole::Viewer,
+            (&Method::POST, ["admin", "tools", "quarantine" | "release"]) => AdminRole::Admin,
+            (&Method::POST, _) => AdminRole::Approver,
+            _ => AdminRole::Admin,
+        };
+        if caller.role < need {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "this needs the `{}` role; key `{}` is `{}`",
+                    need.as_str(),
+                    caller.name,
+                    caller.role.as_str()
+                ),
+            );
+        }
+        let g = &self.governance;
+        let stores = g.stores();
+        match (&method, segs.as_slice()) {
+            (&Method::GET, ["admin", "whoami"]) => reply(
+                StatusCode::OK,
+                json!({"name": caller.name, "role": caller.role.as_str()}),
+            ),
+            (&Method::GET, ["admin", "tools"]) => {
+                let route = query(&req, "route").map(str::to_owned);
+                match stores.pins.list(None).await {
+                    Ok(pins) => {
+                        let tools: Vec<Value> = pins
+                            .into_iter()
+                            .filter(|(scope, _)| {
+                                route
+                                    .as_deref()
+                                    .is_none_or(|r| scope.split('|').next() == Some(r))
+                            })
+                            .map(|(scope, pin)| {
+                                let mut v = serde_json::to_value(&pin).unwrap_or(Value::Null);
+                                if let Value::Object(m) = &mut v {
+                                    m.insert("scope".into(), json!(scope));
+                                }
+                                v
+                            })
+                            .collect();
+                        reply(StatusCode::OK, json!({ "tools": tools }))
+                    }
+                    Err(e) => state_error(&e),
+                }
+            }
+            (&Method::POST, ["admin", "tools", op @ ("approve" | "quarantine" | "release")]) => {
+                let op = *op;
+                let body = match read_json(req).await {
+                    Ok(b) => b,
+                    Err(a) => return a,
+                };
+                let Some(tool) = body.get("tool").and_then(Value::as_str) else {
+                    return error(StatusCode::BAD_REQUEST, "bad_request", "`tool` is required");
+                };
+                let scope = match self.scope_of(&body, tool).await {
+                    Ok(s) => s,
+                    Err(a) => return a,
+                };
+                let reason = body
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let r = match op {
+                    "approve" => g.approve_tool(&scope, tool, &caller.name, reason).await,
+                    "quarantine" => {
+                        g.set_quarantine(&scope, tool, true, &caller.name, reason)
+                            .await
+                    }
+                    _ => {
+                        g.set_quarantine(&scope, tool, false, &caller.name, reason)
+                            .await
+                    }
+                };
+                match r {
+                    Ok(pin) => {
+                        let mut v = serde_json::to_value(&pin).unwrap_or(Value::Null);
+                        if let Value::Object(m) = &mut v {
+                            m.insert("scope".into(), json!(scope));
+                        }
+                        reply(StatusCode::OK, v)
+                    }
+                    Err(e) => state_error(&e),
+                }
+            }
+            (&Method::GET, ["admin", "approvals"]) => {
+                let status = match query(&req, "status") {
+                    None => None,
+                    Some(s) => match serde_json::from_value::<ApprovalStatus>(json!(s)) {
+                        Ok(s) => Some(s),
+                        Err(_) => {
+                            return error(
+                                StatusCode::BAD_REQUEST,
+                                "bad_request",
+                                "status is pending, approved, denied or expired",
+                            )
+                        }
+                    },
+                };
+                match stores.approvals.list(status, now_ms()).await {
+                    Ok(list) => reply(StatusCode::OK, json!({ "approvals": list })),
+                    Err(e) => state_error(&e),
+                }
+            }
+            (&Method::GET, ["admin", "approvals", id]) => {
+                match stores.approvals.get(id, now_ms()).await {
+                    Ok(Some(a)) => reply(StatusCode::OK, json!(a)),
+                    Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such approval"),
+                    Err(e) => state_error(&e),
+                }
+            }
+            (&Method::POST, ["admin", "approvals", id, verb @ ("approve" | "deny")]) => {
+                let (id, verb) = (id.to_string(), *verb);
+                let body = match read_json(req).await {
+                    Ok(b) => b,
+                    Err(a) => return a,
+                };
+                let scope = match body.get("scope").and_then(Value::as_str) {
+                    None | Some("call") => ApprovalScope::Call,
+                    Some("action") => ApprovalScope::Action,
+                    Some(_) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            "scope is `call` (this call, once) or `action` (this action for this agent)",
+                        )
+                    }
+                };
+                let ttl = body
+                    .get("ttl_seconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(3_600)
+                    .min(MAX_GRANT_SECONDS);
+                let now = now_ms();
+                let d = ApprovalDecision {
+                    status: if verb == "approve" {
+                        ApprovalStatus::Approved
+                    } else {
+                        ApprovalStatus::Denied
+                    },
+                    by: caller.name.clone(),
+                    reason: body
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    scope,
+                    expires_ms: now.saturating_add(ttl.saturating_mul(1_000)),
+                    now_ms: now,
+                };
+                match g.decide_approval(&id, d).await {
+                    Ok(a) => reply(StatusCode::OK, json!(a)),
+                    Err(e) => state_error(&e),
+                }
+            }
+            (&Method::GET, ["admin", "audit"]) => {
+                let limit = query(&req, "limit")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(100usize)
+                    .min(10_000);
+                match stores.audit.recent(limit).await {
+                    Ok(entries) => reply(StatusCode::OK, json!({ "entries": entries })),
+                    Err(e) => state_error(&e),
+                }
+            }
+            _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
+        }
+    }
+
+    /// The pin scope a request names: `scope` itself, or the one scope of `route` holding `tool`.
+    async fn scope_of(&self, body: &Value, tool: &str) -> Result<String, Answer> {
+        if let Some(s) = body.get("scope").and_then(Value::as_str) {
+            return Ok(s.to_owned());
+        }
+        let Some(route) = body.get("route").and_then(Value::as_str) else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "give `scope` (as listed) or `route`",
+            ));
+        };
+        let pins = self
+            .governance
+            .stores()
+            .pins
+            .list(None)
+            .await
+            .map_err(|e| state_error(&e))?;
+        let scopes: Vec<String> = pins
+            .into_iter()
+            .filter(|(s, p)| p.tool == tool && s.split('|').next() == Some(route))
+            .map(|(s, _)| s)
+            .collect();
+        match scopes.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no tool `{tool}` seen on route `{route}`"),
+            )),
+            _ => Err(error(
+                StatusCode::CONFLICT,
+                "ambiguous",
+                "the route reaches several upstreams; give `scope`",
+            )),
+        }
+    }
+}
+
+async fn read_json(req: Request<Incoming>) -> Result<Value, Answer> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_body",
+                "body unreadable or too large",
+            )
+        })?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "bad_json", "the body is not JSON"))
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let admin = admin.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+            });
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}

@@ -1,0 +1,575 @@
+//! Governance in the proxy: the HTTP side of [`palisade_engine::govern`].
+//!
+//! ```text
+//! handle ─► [slot in request extensions] ─► enforce ─► on_request ─► (answer early | go on)
+//!                                                   └► list_response (MCP tools/prompts/resources lists)
+//! handle ◄─ finish: x-palisade-* headers and the JSON decision line, from the slot
+//! ```
+//!
+//! The proxy calls three hooks; everything else lives here so the request flow in
+//! [`crate::proxy`] stays one readable chain. Early answers are shaped for the client: an MCP
+//! client gets a JSON-RPC error carrying the request's id (so its SDK raises a proper error
+//! naming the reason), anything else a JSON error with the policy's status code.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
+use palisade_engine::govern::{GovDecision, GovOutcome, Governance, RequestFacts};
+use palisade_policy::config::{Action, FailureMode};
+use palisade_policy::Direction;
+use palisade_protocol::Protocol;
+use serde_json::{json, Value};
+
+use crate::body::{full, Body};
+use crate::proxy::Outcome;
+use crate::route::Target;
+use crate::State;
+
+/// The client's address, put in the request's extensions by the handler.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub SocketAddr);
+
+/// Where the request's governance decision is left for [`finish`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Slot(Arc<Mutex<Option<GovDecision>>>);
+
+impl Slot {
+    fn put(&self, d: GovDecision) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+    }
+    fn take(&self) -> Option<GovDecision> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// JSON-RPC error codes of governance answers.
+const MCP_DENIED: i64 = -32003;
+const MCP_PENDING: i64 = -32004;
+const MCP_RATE_LIMITED: i64 = -32029;
+const MCP_STATE_ERROR: i64 = -32005;
+
+/// What the request hook learned, for the rest of the exchange.
+#[derive(Debug, Default)]
+pub(crate) struct Governed {
+    /// The MCP method of the request.
+    pub mcp_method: Option<String>,
+    /// Its JSON-RPC id, as JSON text.
+    pub mcp_id: Option<String>,
+}
+
+fn header<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The `sub` claim of a bearer JWT, decoded without verifying the signature: it is used to key
+/// rate limits and name users in records, never to grant anything.
+fn jwt_sub(parts: &http::request::Parts) -> Option<String> {
+    let token = header(parts, "authorization")?.strip_prefix("Bearer ")?;
+    let mut it = token.split('.');
+    let (_, payload, _) = (it.next()?, it.next()?, it.next()?);
+    let bytes = palisade_detect::normalize::base64_decode(payload.as_bytes())?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("sub").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The request path as the upstream API sees it, below the route's prefix (`/gov/customers/1` on
+/// a route at `/gov` is `/customers/1`; `/proxy/https/host/x` is `/x`). Action types and excluded
+/// paths are about the API, not about where Palisade mounts it.
+fn route_path(state: &State, target: &Target, path: &str) -> String {
+    let rest = if let Some(rest) = path.strip_prefix("/proxy/") {
+        // scheme / host / rest
+        rest.splitn(3, '/').nth(2).map(|r| format!("/{r}"))
+    } else {
+        state
+            .config
+            .routes
+            .iter()
+            .find(|r| r.name == target.route)
+            .and_then(|r| path.strip_prefix(r.path_prefix.trim_end_matches('/')))
+            .map(str::to_owned)
+    };
+    match rest {
+        Some(r) if r.starts_with('/') => r,
+        Some(r) => format!("/{r}"),
+        None => path.to_owned(),
+    }
+}
+
+/// The pin scope of a target: route and upstream URL (without the query).
+pub(crate) fn scope(target: &Target) -> String {
+    let url = target.url.split('?').next().unwrap_or("");
+    format!("{}|{url}", target.route)
+}
+
+/// Governs one request before detection. `Err` is the answer to send at once.
+pub(crate) async fn on_request(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    wants_sse: bool,
+    mode: FailureMode,
+) -> Result<Governed, (Response<Body>, Outcome)> {
+    let gov: &Governance = &state.governance;
+    let mut governed = Governed::default();
+    let mcp = target.protocol == Protocol::Mcp || target.protocol == Protocol::Auto;
+    if mcp && !body.is_empty() {
+        if let Ok(v) = serde_json::from_slice::<Value>(body) {
+            if v.get("jsonrpc").and_then(Value::as_str) == Some("2.0") {
+                governed.mcp_method = v.get("method").and_then(Value::as_str).map(str::to_owned);
+                governed.mcp_id = v.get("id").map(Value::to_string);
+            }
+        }
+    }
+    let path = route_path(state, target, parts.uri.path());
+    let path = path.as_str();
+    let Some(g) = gov.settings(&target.policy) else {
+        return Ok(governed);
+    };
+    if gov.excluded(&target.policy, path) {
+        return Ok(governed);
+    }
+    let tool = if governed.mcp_method.as_deref() == Some("tools/call") {
+        serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+            v.pointer("/params/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+    } else {
+        None
+    };
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip().to_string());
+    let api_key = header(parts, "x-api-key")
+        .or_else(|| header(parts, "authorization"))
+        .map(str::to_owned);
+    let scope = scope(target);
+    let facts = RequestFacts {
+        request_id: id,
+        route: &target.route,
+        scope: &scope,
+        method: parts.method.as_str(),
+        path,
+        client_ip: peer.unwrap_or_default(),
+        agent_header: header(parts, &g.agent_id_header).map(str::to_owned),
+        user: header(parts, &g.user_header)
+            .map(str::to_owned)
+            .or_else(|| jwt_sub(parts)),
+        tenant: header(parts, &g.tenant_header).map(str::to_owned),
+        api_key,
+        mcp_session: header(parts, "mcp-session-id").map(str::to_owned),
+        mcp_method: governed.mcp_method.clone(),
+        tool,
+        body,
+        failure_mode: mode,
+    };
+    let mut d = gov.decide_request(&target.policy, &facts).await;
+    if let GovOutcome::Hold {
+        approval_id,
+        wait_ms: Some(wait),
+    } = &d.outcome
+    {
+        let approval_id = approval_id.clone();
+        let timer = tokio::time::sleep(Duration::from_millis(*wait));
+        d = gov.await_hold(d, &approval_id, timer, mode).await;
+    }
+    let answer = answer(&d, g, &governed, id, wants_sse);
+    if let Some(slot) = parts.extensions.get::<Slot>() {
+        slot.put(d);
+    }
+    match answer {
+        Some(a) => Err(a),
+        None => Ok(governed),
+    }
+}
+
+/// The early answer a decision calls for, if any.
+fn answer(
+    d: &GovDecision,
+    g: &palisade_policy::govern::GovernanceConfig,
+    governed: &Governed,
+    id: &str,
+    wants_sse: bool,
+) -> Option<(Response<Body>, Outcome)> {
+    let reasons = d.reasons.clone();
+    let message = reasons.join("; ");
+    let (status, mcp_code, code, extra, retry_after) = match &d.outcome {
+        GovOutcome::Excluded | GovOutcome::Continue => return None,
+        GovOutcome::Unauthenticated => (
+            StatusCode::UNAUTHORIZED,
+            None,
+            "agent_id_required",
+            json!({}),
+            None,
+        ),
+        GovOutcome::Deny => (
+            status(g.status.deny, StatusCode::FORBIDDEN),
+            Some(MCP_DENIED),
+            "palisade_denied",
+            json!({}),
+            None,
+        ),
+        GovOutcome::RateLimited {
+            retry_after_seconds,
+        } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(MCP_RATE_LIMITED),
+            "rate_limited",
+            json!({ "retry_after_seconds": retry_after_seconds }),
+            Some(*retry_after_seconds),
+        ),
+        GovOutcome::Hold { approval_id, .. } => (
+            status(g.status.pending, StatusCode::ACCEPTED),
+            Some(MCP_PENDING),
+            "approval_pending",
+            json!({ "approval_id": approval_id, "status": "pending" }),
+            None,
+        ),
+        GovOutcome::Error => (
+            status(g.status.error, StatusCode::SERVICE_UNAVAILABLE),
+            Some(MCP_STATE_ERROR),
+            "governance_unavailable",
+            json!({}),
+            None,
+        ),
+    };
+    let mut body = json!({
+        "code": code,
+        "message": message,
+        "request_id": id,
+        "action_id": d.action_id,
+        "reasons": reasons,
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+        b.extend(e);
+    }
+    let mut r = match (mcp_code, &governed.mcp_method) {
+        // A JSON-RPC request gets a JSON-RPC error, so the client's SDK raises it.
+        (Some(c), Some(_)) if governed.mcp_id.is_some() => {
+            let rpc_id: Value = governed
+                .mcp_id
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null);
+            let msg = json!({
+                "jsonrpc": "2.0",
+                "id": rpc_id,
+                "error": { "code": c, "message": format!("{code}: {message}"), "data": body },
+            });
+            let mut r = if wants_sse {
+                let mut r = Response::new(full(format!("event: message\ndata: {msg}\n\n")));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                r
+            } else {
+                json_body(&msg)
+            };
+            // A JSON-RPC error travels in a 200, except a missing identity, which is HTTP's.
+            *r.status_mut() = if status == StatusCode::UNAUTHORIZED {
+                status
+            } else {
+                StatusCode::OK
+            };
+            r
+        }
+        _ => {
+            let mut r = json_body(&json!({ "error": body }));
+            *r.status_mut() = status;
+            r
+        }
+    };
+    if let Some(s) = retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    let s = r.status().as_u16();
+    Some((
+        r,
+        Outcome {
+            decision: d.label(),
+            reasons: d.reasons.clone(),
+            status: s,
+        },
+    ))
+}
+
+fn status(code: u16, fallback: StatusCode) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(fallback)
+}
+
+fn json_body(v: &Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Adds the governance headers to the response and writes the decision line.
+pub(crate) fn finish(slot: &Slot, response: &mut Response<Body>, route: &str) {
+    let Some(d) = slot.take() else { return };
+    if d.outcome == GovOutcome::Excluded {
+        return;
+    }
+    let h = response.headers_mut();
+    // The governance verdict replaces the detection one only when it refused or held.
+    if d.label() != "allow" {
+        h.insert(crate::proxy::DECISION, HeaderValue::from_static(d.label()));
+    }
+    for (name, value) in [
+        ("x-palisade-action-id", d.action_id.clone()),
+        ("x-palisade-risk-score", d.risk_score.to_string()),
+        ("x-palisade-risk-level", d.risk_level.as_str().to_owned()),
+        ("x-palisade-action", d.action.clone()),
+        ("x-palisade-agent-id", d.agent.clone()),
+        (
+            "x-palisade-decision-cache",
+            if d.cache_hit { "hit" } else { "miss" }.to_owned(),
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    let line = serde_json::to_string(&d).unwrap_or_default();
+    tracing::info!(
+        target: "palisade::governance",
+        route,
+        action_id = %d.action_id,
+        agent = %d.agent,
+        action = %d.action,
+        decision = d.label(),
+        risk_score = d.risk_score,
+        risk_level = d.risk_level.as_str(),
+        cache_hit = d.cache_hit,
+        governance = %line,
+        "governance decision"
+    );
+}
+
+/// Whether the response to `method` is a list governance reviews.
+pub(crate) fn reviews(state: &State, target: &Target, method: Option<&str>) -> bool {
+    let listed = matches!(
+        method,
+        Some("tools/list") | Some("prompts/list") | Some("resources/list")
+    );
+    listed
+        && state
+            .governance
+            .tool_settings(&target.policy)
+            .is_some_and(|t| t.pin || t.poisoning.enabled)
+}
+
+/// Reads an MCP list response whole (JSON or an SSE stream that ends after the answer), reviews
+/// it (pins, rug pulls, poisoning), removes hidden entries or refuses it, inspects what is left
+/// under the policy's output rules, and answers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn list_response(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    resp: Response<Incoming>,
+    method: &str,
+    mcp_id: Option<&str>,
+    mode: FailureMode,
+    mut reasons: Vec<String>,
+) -> Result<(Response<Body>, Outcome), crate::error::GatewayError> {
+    let (rparts, rbody) = resp.into_parts();
+    let limit = state.config.limits.max_response_body_bytes;
+    let (bytes, rest) = crate::proxy::read_bounded(rbody, limit)
+        .await
+        .map_err(crate::error::GatewayError::UpstreamBroken)?;
+    if rest.is_some() {
+        return Err(crate::error::GatewayError::ResponseTooLarge(limit));
+    }
+    let sse = rparts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mut decision = "allow";
+    let mut blocked: Option<Vec<String>> = None;
+    let scope = scope(target);
+    let review_one = |msg: Value| {
+        let state = state.clone();
+        let scope = scope.clone();
+        let policy = target.policy.clone();
+        let method = method.to_owned();
+        async move {
+            let Some(result) = msg.get("result") else {
+                return (msg, None);
+            };
+            let review = state
+                .governance
+                .review_list(&policy, &scope, &method, result, mode)
+                .await;
+            (msg, Some(review))
+        }
+    };
+    // Split into messages: one JSON body, or the data of each SSE event.
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let events: Vec<(String, Option<Value>)> = if sse {
+        text.split_inclusive("\n\n")
+            .map(|ev| {
+                let data: String = ev
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                (ev.to_owned(), serde_json::from_str(&data).ok())
+            })
+            .collect()
+    } else {
+        vec![(text.clone(), serde_json::from_str(&text).ok())]
+    };
+    let mut out = String::new();
+    for (raw, msg) in events {
+        let Some(msg) = msg else {
+            out.push_str(&raw);
+            continue;
+        };
+        let (mut msg, review) = review_one(msg).await;
+        if let Some(r) = review {
+            for f in &r.findings {
+                tracing::warn!(
+                    target: "palisade::finding",
+                    request_id = %id,
+                    route = %target.route,
+                    detector = f.detector,
+                    kind = %f.kind,
+                    severity = %f.severity,
+                    tool = f.tool.as_deref().unwrap_or(""),
+                    detail = %f.detail,
+                    "governance finding"
+                );
+                reasons.push(format!(
+                    "{}/{} ({}) {}: {}",
+                    f.detector,
+                    f.kind,
+                    f.severity,
+                    f.tool.as_deref().unwrap_or(""),
+                    f.detail
+                ));
+            }
+            if let Some(why) = &r.failure {
+                reasons.push(format!("list review failed: {why}"));
+            }
+            if r.block {
+                blocked = Some(reasons.clone());
+            } else if !r.hide.is_empty() {
+                let key = match method {
+                    "prompts/list" => "prompts",
+                    "resources/list" => "resources",
+                    _ => "tools",
+                };
+                if let Some(items) = msg
+                    .get_mut("result")
+                    .and_then(|r| r.get_mut(key))
+                    .and_then(Value::as_array_mut)
+                {
+                    items.retain(|t| {
+                        t.get("name")
+                            .and_then(Value::as_str)
+                            .is_none_or(|n| !r.hide.contains(n))
+                    });
+                }
+                decision = "redact";
+            }
+        }
+        // The policy's output rules still apply to what is left.
+        let body = msg.to_string();
+        let verdict = state.inspector.inspect_body(
+            &target.policy,
+            Direction::Response,
+            Protocol::Mcp,
+            body.as_bytes(),
+            Some(method),
+        );
+        let final_body = match verdict {
+            Ok(v) if v.failure.is_none() => match v.action {
+                Action::Block => {
+                    reasons.extend(v.reasons);
+                    blocked = Some(reasons.clone());
+                    body
+                }
+                Action::Redact => {
+                    reasons.extend(v.reasons);
+                    decision = "redact";
+                    v.body
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or(body)
+                }
+                Action::Allow => body,
+            },
+            Ok(v) if mode == FailureMode::FailOpen => {
+                reasons.extend(v.reasons);
+                body
+            }
+            Ok(v) => {
+                reasons.extend(v.reasons);
+                blocked = Some(reasons.clone());
+                body
+            }
+            Err(e) => {
+                reasons.push(e.to_string());
+                if mode == FailureMode::FailClosed {
+                    blocked = Some(reasons.clone());
+                }
+                body
+            }
+        };
+        if sse {
+            out.push_str(&format!("event: message\ndata: {final_body}\n\n"));
+        } else {
+            out.push_str(&final_body);
+        }
+    }
+    if let Some(why) = blocked {
+        let (status, body) = palisade_engine::blocked::block_body(Protocol::Mcp, id, &why, mcp_id);
+        let mut r = if sse {
+            let mut r = Response::new(full(format!("event: message\ndata: {body}\n\n")));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r
+        } else {
+            json_body(&body)
+        };
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        let r = crate::proxy::with_ids(r, id, "block");
+        let s = r.status().as_u16();
+        return Ok((
+            r,
+            Outcome {
+                decision: "block",
+                reasons: why,
+                status: s,
+            },
+        ));
+    }
+    let mut headers = crate::proxy::end_to_end(&rparts.headers, false);
+    headers.remove(header::CONTENT_LENGTH);
+    let mut r = Response::new(full(Bytes::from(out)));
+    *r.status_mut() = rparts.status;
+    *r.headers_mut() = headers;
+    let r = crate::proxy::with_ids(r, id, decision);
+    let status = rparts.status.as_u16();
+    Ok((
+        r,
+        Outcome {
+            decision,
+            reasons,
+            status,
+        },
+    ))
+}

@@ -1,0 +1,348 @@
+"""Governance end to end: a real palisade binary, real Python MCP SDK servers and clients, real
+HTTP, and the admin API.
+
+Covers tool pinning and rug-pull quarantine with approval through the admin API, rate limits,
+toxic flows, agent identity, action types, excluded paths, the decision cache, holds (wait and
+202), approval expiry, and fail-open against fail-closed when the state store fails.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+try:  # mcp 2.x
+    from mcp.shared.exceptions import MCPError as McpError
+except ImportError:  # mcp 1.x
+    from mcp.shared.exceptions import McpError
+
+from conftest import HERE, ROOT, free_port, wait_port
+
+KEYS = {"approver": "approver-key-123", "viewer": "viewer-key-456", "admin": "admin-key-789"}
+
+
+def sha(k):
+    return hashlib.sha256(k.encode()).hexdigest()
+
+
+class Gov:
+    def __init__(self, base, admin, log):
+        self.base, self.admin, self.log = base, admin, log
+
+    def adm(self, method, path, role="approver", **kw):
+        return httpx.request(method, f"{self.admin}{path}", headers={"authorization": f"Bearer {KEYS[role]}"},
+                             timeout=10, **kw)
+
+
+def start(tmp, config, procs):
+    cfg = tmp / "palisade.yaml"
+    cfg.write_text(config)
+    binary = os.environ.get("PALISADE_BIN", str(ROOT / "target" / "release" / "palisade"))
+    log = tmp / "palisade.log"
+    p = subprocess.Popen([binary, "serve", "--config", str(cfg), "--log-json"], stdout=subprocess.DEVNULL,
+                         stderr=open(log, "w"), env={**os.environ, "PALISADE_LOG": "info"})
+    procs.append(p)
+    return p, log
+
+
+@pytest.fixture(scope="module")
+def gov(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("govern")
+    ports = {k: free_port() for k in ["rug", "mcp", "llm", "palisade", "admin"]}
+    procs = []
+    try:
+        for kind, key in [("mcp-rugpull", "rug"), ("mcp-http", "mcp"), ("llm", "llm")]:
+            p = subprocess.Popen([sys.executable, str(HERE / "servers.py"), kind, str(ports[key])],
+                                 stdout=subprocess.DEVNULL, stderr=open(tmp / f"{key}.log", "w"))
+            procs.append(p)
+            wait_port(ports[key], p)
+        llm = f"http://127.0.0.1:{ports['llm']}/any"
+        config = f"""
+listen: 127.0.0.1:{ports['palisade']}
+admin:
+  listen: 127.0.0.1:{ports['admin']}
+  keys:
+    - {{ name: alice, sha256: {sha(KEYS['approver'])}, role: approver }}
+    - {{ name: victor, sha256: {sha(KEYS['viewer'])}, role: viewer }}
+    - {{ name: root, sha256: {sha(KEYS['admin'])}, role: admin }}
+routes:
+  - {{ name: rug, path_prefix: /rug, upstream: 'http://127.0.0.1:{ports['rug']}/mcp', protocol: mcp, policy: pinned }}
+  - {{ name: limited, path_prefix: /limited, upstream: 'http://127.0.0.1:{ports['mcp']}/mcp', protocol: mcp }}
+  - {{ name: flows, path_prefix: /flows, upstream: 'http://127.0.0.1:{ports['mcp']}/mcp', protocol: mcp, policy: flows }}
+  - {{ name: gov, path_prefix: /gov, upstream: '{llm}', protocol: http, policy: gov }}
+  - {{ name: async, path_prefix: /async, upstream: '{llm}', protocol: http, policy: async }}
+policies:
+  pinned:
+    tools: {{ pin: true, on_change: quarantine }}
+  flows:
+    tools:
+      labels: {{ lookup_customer: [private_data], echo: [egress] }}
+    flows:
+      - {{ after: private_data, then: egress, action: deny }}
+  gov:
+    governance:
+      require_agent_id: true
+      agent_id_header: x-agent
+      excluded_paths: ['^/health']
+      actions:
+        - {{ pattern: '^POST /payments', action: send_payment, risk: 90 }}
+      hold_actions: ['^delete_']
+      deny_actions: ['^update_secrets$']
+      hold_risk_score: 85
+      approval: {{ mode: wait, wait_ms: 4000 }}
+      decision_cache: {{ ttl_seconds: 1 }}
+      status: {{ deny: 451 }}
+  async:
+    governance:
+      default_agent_id: anonymous-agent
+      hold_actions: ['^delete_']
+      approval: {{ mode: async, pending_ttl_seconds: 2 }}
+"""
+        p, log = start(tmp, config, procs)
+        wait_port(ports["palisade"], p)
+        wait_port(ports["admin"], p)
+        yield Gov(f"http://127.0.0.1:{ports['palisade']}", f"http://127.0.0.1:{ports['admin']}", log)
+        assert p.poll() is None, "palisade died during the tests"
+        assert "panicked" not in Path(log).read_text()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def mcp_session(url, body, headers=None):
+    async def main():
+        async with streamable_http_client(url) as streams:
+            async with ClientSession(streams[0], streams[1]) as session:
+                await session.initialize()
+                return await body(session)
+    return anyio.run(main)
+
+
+def test_rug_pull_quarantine_and_approval(gov):
+    async def body(s):
+        first = {t.name for t in (await s.list_tools()).tools}
+        assert {"weather", "echo"} <= first
+        # The server changes `weather`'s description: the second list hides it.
+        second = {t.name for t in (await s.list_tools()).tools}
+        assert "weather" not in second and "echo" in second
+        with pytest.raises(McpError) as err:
+            await s.call_tool("weather", {"city": "Oslo"})
+        assert "quarantine" in str(err.value)
+        assert (await s.call_tool("echo", {"text": "still fine"})).content[0].text == "still fine"
+
+        pins = gov.adm("GET", "/admin/tools?route=rug", role="viewer").json()["tools"]
+        weather = next(p for p in pins if p["tool"] == "weather")
+        assert weather["state"] == "quarantined"
+        assert "description" in weather["note"]
+        # A viewer may not approve; an approver may.
+        assert gov.adm("POST", "/admin/tools/approve", role="viewer",
+                       json={"route": "rug", "tool": "weather"}).status_code == 403
+        assert httpx.post(f"{gov.admin}/admin/tools/approve", json={"route": "rug", "tool": "weather"}).status_code == 401
+        r = gov.adm("POST", "/admin/tools/approve", json={"route": "rug", "tool": "weather", "reason": "reviewed"})
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "pinned"
+
+        third = {t.name for t in (await s.list_tools()).tools}
+        assert "weather" in third
+        ok = await s.call_tool("weather", {"city": "Oslo"})
+        assert ok.content[0].text == "Sunny in Oslo"
+
+        # A manual quarantine needs the admin role, and release brings the tool back.
+        assert gov.adm("POST", "/admin/tools/quarantine", json={"route": "rug", "tool": "echo"}).status_code == 403
+        assert gov.adm("POST", "/admin/tools/quarantine", role="admin",
+                       json={"route": "rug", "tool": "echo", "reason": "incident"}).status_code == 200
+        assert "echo" not in {t.name for t in (await s.list_tools()).tools}
+        assert gov.adm("POST", "/admin/tools/release", role="admin", json={"route": "rug", "tool": "echo"}).status_code == 200
+        assert "echo" in {t.name for t in (await s.list_tools()).tools}
+
+    mcp_session(f"{gov.base}/rug", body)
+    audit = gov.adm("GET", "/admin/audit?limit=50", role="viewer").json()["entries"]
+    seen = [(e["actor"], e["action"], e["target"].split(" ")[-1]) for e in audit]
+    assert ("palisade", "tool.quarantined", "weather") in seen
+    assert ("alice", "tool.approved", "weather") in seen
+    assert ("root", "tool.quarantined", "echo") in seen
+    assert ("root", "tool.released", "echo") in seen
+
+
+def test_rate_limit_per_ip_per_tool(gov):
+    async def body(s):
+        for i in range(100):
+            r = await s.call_tool("echo", {"text": f"n{i}"})
+            assert r.content[0].text == f"n{i}"
+        with pytest.raises(McpError) as err:
+            await s.call_tool("echo", {"text": "one too many"})
+        assert err.value.error.code == -32029
+        assert err.value.error.data["retry_after_seconds"] == 3
+        # Another tool has its own counter.
+        assert "Customer 7" in (await s.call_tool("lookup_customer", {"customer_id": "7"})).content[0].text
+
+    mcp_session(f"{gov.base}/limited", body)
+    # The refusal is Palisade's own: the HTTP answer carries Retry-After (GCRA: 300 s / 100 = 3 s).
+    r = httpx.post(f"{gov.base}/limited", json={"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                                                "params": {"name": "echo", "arguments": {"text": "x"}}},
+                   headers={"accept": "application/json"})
+    assert r.headers["retry-after"] == "3"
+    assert r.json()["error"]["code"] == -32029
+    assert r.headers["x-palisade-decision"] == "deny"
+
+
+def test_toxic_flow_private_read_then_egress(gov):
+    async def body(s):
+        # Egress before any private read is fine.
+        assert (await s.call_tool("echo", {"text": "hello"})).content[0].text == "hello"
+        await s.call_tool("lookup_customer", {"customer_id": "42"})
+        with pytest.raises(McpError) as err:
+            await s.call_tool("echo", {"text": "exfil"})
+        msg = str(err.value)
+        assert "toxic flow" in msg
+        assert "lookup_customer(private_data) → echo(egress)" in msg
+
+    mcp_session(f"{gov.base}/flows", body)
+
+
+def get(gov, path, agent="agent-a", method="GET", **kw):
+    headers = {"x-agent": agent} if agent else {}
+    return httpx.request(method, f"{gov.base}{path}", headers=headers, timeout=15, **kw)
+
+
+def test_agent_id_action_types_and_excluded_paths(gov):
+    r = get(gov, "/gov/customers/123", agent=None)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "agent_id_required"
+    r = get(gov, "/gov/customers/123")
+    assert r.status_code == 200
+    assert r.headers["x-palisade-action"] == "read_customers"
+    assert r.headers["x-palisade-risk-score"] == "10"
+    assert r.headers["x-palisade-risk-level"] == "low"
+    assert r.headers["x-palisade-action-id"].startswith("act_")
+    assert get(gov, "/gov/v1/orders", method="POST", json={}).headers["x-palisade-action"] == "create_orders"
+    r = get(gov, "/gov/secrets", method="PUT", json={})
+    assert r.status_code == 451 and r.headers["x-palisade-decision"] == "deny"
+    # Custom map with its own risk: above the hold threshold, so it waits (here: until the timer).
+    # Excluded paths are not governed at all: no agent id needed, no governance headers.
+    r = get(gov, "/gov/health", agent=None)
+    assert r.status_code == 200 and "x-palisade-action-id" not in r.headers
+
+
+def test_decision_cache_hits_and_expiry(gov):
+    a = get(gov, "/gov/invoices/1", agent="cache-agent")
+    b = get(gov, "/gov/invoices/2", agent="cache-agent")  # same normalised path
+    assert a.headers["x-palisade-decision-cache"] == "miss"
+    assert b.headers["x-palisade-decision-cache"] == "hit"
+    assert get(gov, "/gov/invoices/3", agent="other-agent").headers["x-palisade-decision-cache"] == "miss"
+    time.sleep(1.2)
+    assert get(gov, "/gov/invoices/4", agent="cache-agent").headers["x-palisade-decision-cache"] == "miss"
+
+
+def pending(gov, action):
+    for _ in range(100):
+        items = gov.adm("GET", "/admin/approvals?status=pending", role="viewer").json()["approvals"]
+        found = [a for a in items if a["action"] == action]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no pending approval for {action}")
+
+
+def test_hold_with_wait(gov):
+    results = {}
+
+    def call(name):
+        results[name] = get(gov, "/gov/repos/9", agent="hold-agent", method="DELETE")
+
+    t = threading.Thread(target=call, args=("approved",))
+    t.start()
+    a = pending(gov, "delete_repos")
+    r = gov.adm("POST", f"/admin/approvals/{a['id']}/approve", json={"reason": "ticket 12"})
+    assert r.status_code == 200 and r.json()["decided_by"] == "alice"
+    t.join()
+    assert results["approved"].status_code == 200
+    # A call-scoped grant is used once: the same call is held again, and a denial refuses it.
+    t = threading.Thread(target=call, args=("denied",))
+    t.start()
+    a = pending(gov, "delete_repos")
+    assert gov.adm("POST", f"/admin/approvals/{a['id']}/deny", json={"reason": "no"}).status_code == 200
+    t.join()
+    assert results["denied"].status_code == 451
+    assert "denied" in results["denied"].json()["error"]["message"]
+    # High risk from a custom action map also holds; with nobody deciding, the wait ends in a denial.
+    started = time.time()
+    r = get(gov, "/gov/payments", method="POST", json={"amount": 5}, agent="payer")
+    assert r.status_code == 451 and time.time() - started >= 3.9
+    assert "not decided in time" in r.json()["error"]["message"]
+    assert r.headers["x-palisade-risk-score"] == "90"
+    assert r.headers["x-palisade-risk-level"] == "critical"
+
+
+def test_hold_with_202_and_approval_expiry(gov):
+    r = get(gov, "/async/files/3", method="DELETE", agent=None)
+    assert r.status_code == 202
+    approval = r.json()["error"]["approval_id"]
+    assert r.headers["x-palisade-decision"] == "pending"
+    # Approved for this action and agent for one second: the retry passes, then it lapses.
+    ok = gov.adm("POST", f"/admin/approvals/{approval}/approve", json={"scope": "action", "ttl_seconds": 1})
+    assert ok.status_code == 200
+    assert get(gov, "/async/files/3", method="DELETE", agent=None).status_code == 200
+    assert get(gov, "/async/files/4", method="DELETE", agent=None).status_code == 200
+    time.sleep(1.2)
+    r = get(gov, "/async/files/3", method="DELETE", agent=None)
+    assert r.status_code == 202
+    # A pending approval not decided within pending_ttl_seconds expires and cannot be granted.
+    late = r.json()["error"]["approval_id"]
+    time.sleep(2.2)
+    assert gov.adm("GET", f"/admin/approvals/{late}", role="viewer").json()["status"] == "expired"
+    assert gov.adm("POST", f"/admin/approvals/{late}/approve", json={}).status_code == 409
+    audit = gov.adm("GET", "/admin/audit", role="viewer").json()["entries"]
+    assert any(e["action"] == "approval.approved" and e["target"] == approval and e["actor"] == "alice" for e in audit)
+
+
+def test_state_failure_follows_the_failure_mode(tmp_path):
+    procs = []
+    ports = {k: free_port() for k in ["llm", "palisade"]}
+    try:
+        p = subprocess.Popen([sys.executable, str(HERE / "servers.py"), "llm", str(ports["llm"])],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        wait_port(ports["llm"], p)
+        llm = f"http://127.0.0.1:{ports['llm']}/any"
+        config = f"""
+listen: 127.0.0.1:{ports['palisade']}
+state: {{ memory: {{ max_keys: 2 }} }}
+routes:
+  - {{ name: closed, path_prefix: /closed, upstream: '{llm}', protocol: http, policy: p, failure_mode: fail_closed }}
+  - {{ name: open, path_prefix: /open, upstream: '{llm}', protocol: http, policy: p, failure_mode: fail_open }}
+policies:
+  p:
+    rate_limits:
+      - {{ key: [agent], max_requests: 1000, period_seconds: 60 }}
+"""
+        pal, _ = start(tmp_path, config, procs)
+        wait_port(ports["palisade"], pal)
+        base = f"http://127.0.0.1:{ports['palisade']}"
+        # Two agents fill the counter table; a third agent's counter cannot be stored.
+        for agent in ["a1", "a2"]:
+            assert httpx.get(f"{base}/closed/x", headers={"x-agent-id": agent}).status_code == 200
+        r = httpx.get(f"{base}/closed/x", headers={"x-agent-id": "a3"})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "governance_unavailable"
+        assert r.headers["x-palisade-decision"] == "error"
+        r = httpx.get(f"{base}/open/x", headers={"x-agent-id": "a3"})
+        assert r.status_code == 200
+        assert r.json()["query"] == ""
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=5)
