@@ -47,6 +47,28 @@ fn inspector(c: &mut Criterion) {
             )
         })
     });
+    // The same call after the caches were flushed by other work, as at a low request rate where
+    // other processes run between calls.
+    let mut thrash = vec![0u8; 8 << 20];
+    group.bench_function("request_cold_cache", |b| {
+        b.iter_batched(
+            || {
+                for i in (0..thrash.len()).step_by(64) {
+                    thrash[i] = thrash[i].wrapping_add(1);
+                }
+            },
+            |()| {
+                inspector.inspect_body(
+                    "default",
+                    Direction::Request,
+                    Protocol::Mcp,
+                    black_box(call.as_bytes()),
+                    None,
+                )
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
     group.finish();
 
     // The proxy's load-test stream: an OpenAI chat completion of 21 SSE events, in one read.
