@@ -346,3 +346,24 @@ policies:
         for p in procs:
             p.terminate()
             p.wait(timeout=5)
+
+
+def test_metrics_are_scraped_from_the_admin_listener(gov):
+    """Prometheus text on the admin listener, without a key, counting what the tests above did."""
+    r = httpx.get(f"{gov.admin}/metrics", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    series = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            series[name] = float(value)
+    denied = series.get('palisade_requests_total{route="limited",decision="deny"}', 0)
+    allowed = series.get('palisade_requests_total{route="limited",decision="allow"}', 0)
+    assert denied >= 2 and allowed >= 100, text
+    count = series['palisade_request_duration_seconds_count{route="limited"}']
+    assert count == sum(v for k, v in series.items()
+                        if k.startswith('palisade_requests_total{route="limited",'))
+    assert series['palisade_request_duration_seconds_bucket{route="limited",le="+Inf"}'] == count
+    assert "# TYPE palisade_findings_total counter" in text

@@ -18,6 +18,7 @@
 //! | POST | `/admin/approvals/{id}/approve` | approver | `{reason, scope: call or action, ttl_seconds}` |
 //! | POST | `/admin/approvals/{id}/deny` | approver | `{reason}` |
 //! | GET | `/admin/audit` | viewer | `?limit=100`, newest first |
+//! | GET | `/metrics` | none | Prometheus text: requests by route and decision, latency histograms, findings by detector and action, stream outcomes |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,6 +146,16 @@ impl Admin {
 
     /// Handles one admin request.
     pub async fn handle(&self, req: Request<Incoming>) -> Answer {
+        if req.method() == Method::GET && req.uri().path() == "/metrics" {
+            // Prometheus scrapes without a key, as from any status listener: keep the admin
+            // listener on an internal address.
+            let mut r = Response::new(Full::new(Bytes::from(palisade_engine::metrics::render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return r;
+        }
         let Some(caller) = self.caller(&req) else {
             return error(
                 StatusCode::UNAUTHORIZED,

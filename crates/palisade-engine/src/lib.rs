@@ -17,6 +17,7 @@ pub use palisade_protocol::{Location, Protocol, Role};
 pub mod blocked;
 mod body;
 pub mod govern;
+pub mod metrics;
 pub mod stream;
 
 use palisade_detect::Finding;
@@ -91,7 +92,11 @@ impl Inspector {
         text: &str,
     ) -> Result<Verdict, EngineError> {
         let policy = self.policy(policy)?;
-        Ok(inspect_with(policy, direction, text))
+        let v = inspect_with(policy, direction, text);
+        for m in &v.findings {
+            metrics::finding(m.finding.detector.as_str(), action_name(m.action));
+        }
+        Ok(v)
     }
 
     /// Inspects a body of `protocol` travelling in `direction`: decodes it into parts, runs the
@@ -106,9 +111,23 @@ impl Inspector {
         method: Option<&str>,
     ) -> Result<BodyVerdict, EngineError> {
         let policy = self.policy(policy)?;
-        Ok(body::inspect_body(
-            policy, direction, protocol, body, method,
-        ))
+        let v = body::inspect_body(policy, direction, protocol, body, method);
+        for f in &v.findings {
+            metrics::finding(
+                f.matched.finding.detector.as_str(),
+                action_name(f.matched.action),
+            );
+        }
+        Ok(v)
+    }
+}
+
+/// The lowercase name of an action, for logs and metrics.
+pub fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Allow => "allow",
+        Action::Redact => "redact",
+        Action::Block => "block",
     }
 }
 

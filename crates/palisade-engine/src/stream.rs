@@ -424,7 +424,10 @@ impl StreamInspector {
             };
             match known {
                 Some(k) => *k = located,
-                None => self.findings.push(located),
+                None => {
+                    crate::metrics::finding(f.detector.as_str(), crate::action_name(action));
+                    self.findings.push(located);
+                }
             }
             match action {
                 Action::Block => {

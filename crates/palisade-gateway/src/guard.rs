@@ -731,12 +731,13 @@ fn json_answer<T: Serialize>(status: StatusCode, value: &T, request_id: &str) ->
 pub fn answer(
     state: &State,
     request_id: &str,
+    started: std::time::Instant,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response<Body> {
-    match answer_inner(state, request_id, method, path, headers, body) {
+    match answer_inner(state, request_id, started, method, path, headers, body) {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(request_id, path, error = %e, "guard call refused");
@@ -752,6 +753,7 @@ pub fn answer(
 fn answer_inner(
     state: &State,
     request_id: &str,
+    started: std::time::Instant,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -784,6 +786,11 @@ fn answer_inner(
                 &message,
                 &Metadata::default(),
             )?;
+            palisade_engine::metrics::request(
+                &format!("guard:{}", collector.name),
+                decision_name(&v.action),
+                started.elapsed(),
+            );
             Ok(json_answer(StatusCode::OK, &v, request_id))
         }
         None => {
@@ -813,12 +820,43 @@ fn answer_inner(
                 }
                 None => None,
             };
+            let worst = response
+                .as_ref()
+                .map_or(decision_name(&request.action), |r| {
+                    worse(decision_name(&request.action), decision_name(&r.action))
+                });
+            palisade_engine::metrics::request(
+                &format!("guard:{}", collector.name),
+                worst,
+                started.elapsed(),
+            );
             Ok(json_answer(
                 StatusCode::OK,
                 &ExchangeVerdict { request, response },
                 request_id,
             ))
         }
+    }
+}
+
+fn decision_name(action: &str) -> &'static str {
+    match action {
+        "block" => "block",
+        "redact" => "redact",
+        _ => "allow",
+    }
+}
+
+fn worse(a: &'static str, b: &'static str) -> &'static str {
+    let rank = |d: &str| match d {
+        "block" => 2,
+        "redact" => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
     }
 }
 

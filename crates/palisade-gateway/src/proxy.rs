@@ -127,6 +127,7 @@ pub(crate) async fn handle(
             )
         }
     };
+    palisade_engine::metrics::request(&target.route, outcome.decision, started.elapsed());
     tracing::info!(
         target: "palisade::decision",
         request_id = %id,
@@ -163,6 +164,7 @@ async fn guard_call(state: &Arc<State>, id: &str, req: Request<Incoming>) -> Res
         crate::guard::answer(
             &state,
             &id_owned,
+            started,
             &parts.method,
             &path,
             &parts.headers,
@@ -984,6 +986,7 @@ async fn pump_stream(
         }
     }
     if !inspector.reasons().is_empty() {
+        palisade_engine::metrics::stream_event("redacted");
         tracing::info!(target: "palisade::decision", request_id = %id, route = %target.route, decision = "redact", reasons = ?inspector.reasons(), "stream redacted");
     }
 }
@@ -998,6 +1001,10 @@ enum StreamEnd {
 }
 
 fn log_stream_end(end: StreamEnd, id: &str, route: &str, reasons: &[String]) {
+    palisade_engine::metrics::stream_event(match end {
+        StreamEnd::Blocked => "blocked",
+        StreamEnd::ClientGone => "client_gone",
+    });
     match end {
         StreamEnd::Blocked => {
             tracing::info!(target: "palisade::decision", request_id = %id, route = %route, decision = "block", reasons = ?reasons, "stream blocked");

@@ -1,0 +1,206 @@
+//! Process-wide counters and latency histograms, rendered in the Prometheus text format.
+//!
+//! | metric | labels | what |
+//! | --- | --- | --- |
+//! | `palisade_requests_total` | `route`, `decision` | exchanges through the proxy and guard calls (`route` is `guard:<collector>` for those) |
+//! | `palisade_request_duration_seconds` | `route` | histogram of the time Palisade took, upstream included |
+//! | `palisade_findings_total` | `detector`, `action` | findings the policy covered, by what it did about them |
+//! | `palisade_stream_events_total` | `outcome` | streamed responses that ended `blocked`, `redacted` or `client_gone` |
+//!
+//! Label sets are small and fixed by the configuration (routes, collectors, detectors), so each
+//! series is a handful of atomics found through one short lock per request; scraping copies them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (b, le) in self.buckets.iter().zip(BUCKETS) {
+            if s <= le {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    requests: Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
+    durations: Mutex<BTreeMap<String, Arc<Histogram>>>,
+    findings: Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
+    stream_events: Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
+
+fn counter<K: Ord + Clone>(
+    map: &Mutex<BTreeMap<K, Arc<AtomicU64>>>,
+    key: K,
+) -> Option<Arc<AtomicU64>> {
+    let mut m = map.lock().ok()?;
+    Some(m.entry(key).or_default().clone())
+}
+
+/// Counts one exchange on `route` that ended with `decision`, and how long it took.
+pub fn request(route: &str, decision: &'static str, took: Duration) {
+    let r = &*REGISTRY;
+    if let Some(c) = counter(&r.requests, (route.to_owned(), decision)) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    let h = r
+        .durations
+        .lock()
+        .ok()
+        .map(|mut m| m.entry(route.to_owned()).or_default().clone());
+    if let Some(h) = h {
+        h.observe(took);
+    }
+}
+
+/// Counts one finding of `detector` that the policy answered with `action`.
+pub fn finding(detector: &str, action: &'static str) {
+    if let Some(c) = counter(&REGISTRY.findings, (detector.to_owned(), action)) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a streamed response that ended with `outcome`.
+pub fn stream_event(outcome: &'static str) {
+    if let Some(c) = counter(&REGISTRY.stream_events, outcome) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Every metric, in the Prometheus text exposition format (version 0.0.4).
+pub fn render() -> String {
+    let r = &*REGISTRY;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP palisade_requests_total Exchanges through the proxy and guard calls, by route and decision."
+    );
+    let _ = writeln!(out, "# TYPE palisade_requests_total counter");
+    if let Ok(m) = r.requests.lock() {
+        for ((route, decision), c) in m.iter() {
+            let _ = writeln!(
+                out,
+                "palisade_requests_total{{route=\"{}\",decision=\"{decision}\"}} {}",
+                escape(route),
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_request_duration_seconds Time Palisade took per exchange, upstream included."
+    );
+    let _ = writeln!(out, "# TYPE palisade_request_duration_seconds histogram");
+    if let Ok(m) = r.durations.lock() {
+        for (route, h) in m.iter() {
+            let route = escape(route);
+            for (b, le) in h.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "palisade_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {}",
+                    b.load(Ordering::Relaxed)
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "palisade_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "palisade_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "palisade_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_findings_total Findings the policy covered, by detector and action."
+    );
+    let _ = writeln!(out, "# TYPE palisade_findings_total counter");
+    if let Ok(m) = r.findings.lock() {
+        for ((detector, action), c) in m.iter() {
+            let _ = writeln!(
+                out,
+                "palisade_findings_total{{detector=\"{}\",action=\"{action}\"}} {}",
+                escape(detector),
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_stream_events_total Streamed responses that ended early or were changed."
+    );
+    let _ = writeln!(out, "# TYPE palisade_stream_events_total counter");
+    if let Ok(m) = r.stream_events.lock() {
+        for (outcome, c) in m.iter() {
+            let _ = writeln!(
+                out,
+                "palisade_stream_events_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_buckets_render() {
+        request("metrics-test", "block", Duration::from_micros(300));
+        request("metrics-test", "block", Duration::from_millis(3));
+        finding("pii", "redact");
+        let text = render();
+        assert!(
+            text.contains("palisade_requests_total{route=\"metrics-test\",decision=\"block\"} 2")
+        );
+        assert!(text.contains(
+            "palisade_request_duration_seconds_bucket{route=\"metrics-test\",le=\"0.0005\"} 1"
+        ));
+        assert!(text.contains(
+            "palisade_request_duration_seconds_bucket{route=\"metrics-test\",le=\"0.005\"} 2"
+        ));
+        assert!(text.contains("palisade_request_duration_seconds_count{route=\"metrics-test\"} 2"));
+        assert!(text.contains("palisade_findings_total{detector=\"pii\",action=\"redact\"}"));
+    }
+}
