@@ -89,6 +89,7 @@ def palisade(tmp_path_factory):
         llm = f"http://127.0.0.1:{ports['llm']}"
         config = f"""
 listen: 127.0.0.1:{ports['palisade']}
+storage: {{ sqlite_path: '{tmp / "records.db"}' }}
 timeouts: {{ header_ms: 1500 }}
 tls: {{ extra_ca_file: '{ca_crt}' }}
 limits: {{ max_request_body_bytes: 1048576 }}

@@ -67,6 +67,7 @@ def gov(tmp_path_factory):
         llm = f"http://127.0.0.1:{ports['llm']}/any"
         config = f"""
 listen: 127.0.0.1:{ports['palisade']}
+storage: {{ sqlite_path: '{tmp / "records.db"}' }}
 admin:
   listen: 127.0.0.1:{ports['admin']}
   keys:
@@ -320,6 +321,7 @@ def test_state_failure_follows_the_failure_mode(tmp_path):
         llm = f"http://127.0.0.1:{ports['llm']}/any"
         config = f"""
 listen: 127.0.0.1:{ports['palisade']}
+storage: {{ enabled: false }}
 state: {{ memory: {{ max_keys: 2 }} }}
 routes:
   - {{ name: closed, path_prefix: /closed, upstream: '{llm}', protocol: http, policy: p, failure_mode: fail_closed }}
@@ -367,3 +369,40 @@ def test_metrics_are_scraped_from_the_admin_listener(gov):
                         if k.startswith('palisade_requests_total{route="limited",'))
     assert series['palisade_request_duration_seconds_bucket{route="limited",le="+Inf"}'] == count
     assert "# TYPE palisade_findings_total counter" in text
+
+
+def test_exchanges_are_recorded_and_listed_through_the_admin_api(gov):
+    """Every exchange becomes an event in the SQLite store; findings carry masked snippets; the
+    admin API lists them newest first with filters and cursor pagination."""
+    async def body(s):
+        r = await s.call_tool("lookup_customer", {"customer_id": "77"})
+        assert "***-**-1120" in r.content[0].text
+
+    mcp_session(f"{gov.base}/limited", body)
+    deadline = time.time() + 5
+    hits = []
+    while time.time() < deadline and not hits:
+        page = gov.adm("GET", "/admin/events?route=limited&detector=pii", role="viewer").json()
+        hits = [e for e in page["items"] if any(f["kind"] == "us_ssn" for f in e["findings"])]
+        time.sleep(0.1)
+    assert hits, "the redacted tool result is recorded with its finding"
+    event = hits[0]
+    finding = next(f for f in event["findings"] if f["kind"] == "us_ssn")
+    assert finding["action"] == "redact" and finding["detector"] == "pii"
+    assert "Jane Doe" in finding["snippet"] and "078-05-1120" not in finding["snippet"]
+    assert "SSN ***********" in finding["snippet"]
+    one = gov.adm("GET", f"/admin/events/{event['request_id']}", role="viewer")
+    assert one.status_code == 200 and one.json()["request_id"] == event["request_id"]
+    assert gov.adm("GET", "/admin/events/no-such-id", role="viewer").status_code == 404
+
+    page = gov.adm("GET", "/admin/events?route=limited&limit=5", role="viewer").json()
+    assert len(page["items"]) == 5 and page["next"]
+    older = gov.adm("GET", f"/admin/events?route=limited&limit=5&cursor={page['next']}", role="viewer").json()
+    seqs = [e["seq"] for e in page["items"] + older["items"]]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
+    denied = gov.adm("GET", "/admin/events?route=limited&decision=deny", role="viewer").json()["items"]
+    assert denied and all(e["decision"] == "deny" for e in denied)
+    assert gov.adm("GET", "/admin/events?cursor=bogus", role="viewer").status_code == 400
+    assert httpx.get(f"{gov.admin}/admin/events").status_code == 401
+    stats = gov.adm("GET", "/admin/records", role="viewer").json()
+    assert stats["stored"] >= 100 and stats["dropped"] == 0 and stats["failed"] == 0

@@ -172,6 +172,7 @@ def test_a_stalled_stream_hits_the_idle_limit_in_every_mode(palisade, tmp_path):
     cfg = tmp_path / "idle.yaml"
     cfg.write_text(f"""
 listen: 127.0.0.1:{port}
+storage: {{ enabled: false }}
 timeouts: {{ idle_stream_ms: 400 }}
 routes:
   - {{ name: inspected, path_prefix: /inspected, upstream: '{llm}', protocol: openai }}

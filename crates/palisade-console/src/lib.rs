@@ -18,6 +18,9 @@
 //! | POST | `/admin/approvals/{id}/approve` | approver | `{reason, scope: call or action, ttl_seconds}` |
 //! | POST | `/admin/approvals/{id}/deny` | approver | `{reason}` |
 //! | GET | `/admin/audit` | viewer | `?limit=100`, newest first |
+//! | GET | `/admin/events` | viewer | recorded exchanges, newest first: `?route= &decision= &agent_id= &detector= &since_ms= &limit= &cursor=` (the previous page's `next`) |
+//! | GET | `/admin/events/{request_id}` | viewer | one event with its findings (masked snippets) |
+//! | GET | `/admin/records` | viewer | events stored, written, dropped (queue full) and failed |
 //! | GET | `/metrics` | none | Prometheus text: requests by route and decision, latency histograms, findings by detector and action, stream outcomes |
 
 use std::net::SocketAddr;
@@ -53,6 +56,7 @@ struct Caller {
 pub struct Admin {
     governance: Arc<Governance>,
     keys: Vec<(String, [u8; 32], AdminRole)>,
+    records: Option<Arc<palisade_store::Writer>>,
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {
@@ -124,7 +128,62 @@ impl Admin {
             .iter()
             .filter_map(|k| unhex(&k.sha256).map(|h| (k.name.clone(), h, k.role)))
             .collect();
-        Admin { governance, keys }
+        Admin {
+            governance,
+            keys,
+            records: None,
+        }
+    }
+
+    /// Serves events and findings from the records' store too.
+    pub fn with_records(mut self, records: Option<Arc<palisade_store::Writer>>) -> Self {
+        self.records = records;
+        self
+    }
+
+    fn events(&self, req: &Request<Incoming>, id: Option<&str>) -> Answer {
+        let Some(w) = &self.records else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no_records",
+                "recording is off (`storage.enabled: false`)",
+            );
+        };
+        let store = w.store();
+        if let Some(id) = id {
+            return match store.event(id) {
+                Ok(Some(e)) => reply(StatusCode::OK, json!(e)),
+                Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no event with that id"),
+                Err(e) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    &e.to_string(),
+                ),
+            };
+        }
+        let text = |k: &str| query(req, k).map(|v| v.replace("%2F", "/").replace("%3A", ":"));
+        let q = palisade_store::Query {
+            route: text("route"),
+            decision: text("decision"),
+            agent_id: text("agent_id"),
+            detector: text("detector"),
+            since_ms: query(req, "since_ms").and_then(|v| v.parse().ok()),
+            limit: query(req, "limit").and_then(|v| v.parse().ok()),
+            cursor: text("cursor"),
+        };
+        match store.events(&q) {
+            Ok(page) => reply(StatusCode::OK, json!(page)),
+            Err(palisade_store::StoreError::Cursor(c)) => error(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                &format!("`{c}` is not a cursor this API gave out"),
+            ),
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                &e.to_string(),
+            ),
+        }
     }
 
     fn caller(&self, req: &Request<Incoming>) -> Option<Caller> {
@@ -323,6 +382,20 @@ impl Admin {
                     Err(e) => state_error(&e),
                 }
             }
+            (&Method::GET, ["admin", "events"]) => self.events(&req, None),
+            (&Method::GET, ["admin", "events", id]) => self.events(&req, Some(id)),
+            (&Method::GET, ["admin", "records"]) => match &self.records {
+                Some(w) => reply(
+                    StatusCode::OK,
+                    json!({
+                        "stored": w.store().count().unwrap_or(-1),
+                        "written": w.written(),
+                        "dropped": w.dropped(),
+                        "failed": w.failed(),
+                    }),
+                ),
+                None => reply(StatusCode::OK, json!({ "enabled": false })),
+            },
             (&Method::GET, ["admin", "audit"]) => {
                 let limit = query(&req, "limit")
                     .and_then(|l| l.parse().ok())

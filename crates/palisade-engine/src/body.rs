@@ -18,6 +18,50 @@ pub struct LocatedFinding {
     pub location: Location,
     /// What the part is.
     pub role: Role,
+    /// The text around the finding, with personal data and secrets masked, for records.
+    #[serde(skip)]
+    pub snippet: Option<String>,
+}
+
+/// Bytes of context kept on each side of a finding in its snippet.
+const SNIPPET_CONTEXT: usize = 40;
+
+/// The text around `span` in `text`, every personal-data and secret value in it masked (the
+/// finding's own value too, whatever its detector, when it is one of those).
+pub fn snippet(
+    text: &str,
+    span: palisade_detect::Span,
+    sensitive: &[palisade_detect::Span],
+) -> String {
+    let floor = |mut i: usize| {
+        i = i.min(text.len());
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let ceil = |mut i: usize| {
+        i = i.min(text.len());
+        while !text.is_char_boundary(i) {
+            i += 1;
+        }
+        i
+    };
+    let start = floor(span.start.saturating_sub(SNIPPET_CONTEXT));
+    let end = ceil(span.end.saturating_add(SNIPPET_CONTEXT));
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    for (i, c) in text[start..end].char_indices() {
+        let at = start + i;
+        let masked = sensitive.iter().any(|s| s.start <= at && at < s.end);
+        out.push(if masked && !c.is_whitespace() { '*' } else { c });
+    }
+    if end < text.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// The outcome of inspecting one body.
@@ -139,14 +183,39 @@ pub(crate) fn inspect_body(
             }
             rewritten = Some(write_back(body, &edits).map_err(|e| e.to_string())?);
         }
+        // Personal data and secrets are masked wherever they show in a snippet.
+        let sensitive_spans: Vec<(Location, palisade_detect::Span)> = decision
+            .findings
+            .iter()
+            .zip(&places)
+            .filter(|(m, _)| {
+                matches!(
+                    m.finding.detector,
+                    palisade_detect::DetectorId::Pii | palisade_detect::DetectorId::Secrets
+                )
+            })
+            .map(|(m, (l, _))| (l.clone(), m.finding.span))
+            .collect();
         let findings = decision
             .findings
             .into_iter()
             .zip(places)
-            .map(|(matched, (location, role))| LocatedFinding {
-                matched,
-                location,
-                role,
+            .map(|(matched, (location, role))| {
+                let part = decoded.parts.iter().find(|p| p.location == location);
+                let snippet = part.map(|p| {
+                    let sensitive: Vec<palisade_detect::Span> = sensitive_spans
+                        .iter()
+                        .filter(|(l, _)| *l == location)
+                        .map(|(_, s)| *s)
+                        .collect();
+                    snippet(&p.text, matched.finding.span, &sensitive)
+                });
+                LocatedFinding {
+                    matched,
+                    location,
+                    role,
+                    snippet,
+                }
             })
             .collect();
         Ok(BodyVerdict {

@@ -405,12 +405,14 @@ impl StreamInspector {
             };
             // The same value is seen again on every rescan, growing as it arrives.
             let role = self.role_at(abs.start);
+            let snippet = self.snippet(&f, abs.clone());
             let known = self.findings.iter_mut().find(|l| {
                 l.matched.finding.detector == f.detector
                     && l.matched.finding.kind == f.kind
                     && l.matched.finding.span.start == abs.start
             });
             let located = LocatedFinding {
+                snippet,
                 matched: MatchedFinding {
                     finding: Finding {
                         span: Span::new(abs.start, abs.end),
@@ -506,6 +508,36 @@ impl StreamInspector {
             self.reasons.push(reason.to_owned());
         }
         true
+    }
+
+    /// The text around a finding at `abs` (absolute offsets), with every personal-data and
+    /// secret value known so far masked; `None` when the text has already been let go.
+    fn snippet(&self, f: &Finding, abs: Range<usize>) -> Option<String> {
+        let local = |r: &Range<usize>| -> Option<Span> {
+            let s = r.start.checked_sub(self.base)?;
+            let e = r.end.checked_sub(self.base)?.min(self.text.len());
+            (s < e).then(|| Span::new(s, e))
+        };
+        let span = local(&abs)?;
+        let sensitive_detector = |d: palisade_detect::DetectorId| {
+            matches!(
+                d,
+                palisade_detect::DetectorId::Pii | palisade_detect::DetectorId::Secrets
+            )
+        };
+        let mut sensitive: Vec<Span> = self
+            .findings
+            .iter()
+            .filter(|l| sensitive_detector(l.matched.finding.detector))
+            .filter_map(|l| {
+                let s = l.matched.finding.span;
+                local(&(s.start..s.end))
+            })
+            .collect();
+        if sensitive_detector(f.detector) {
+            sensitive.push(span);
+        }
+        Some(crate::body::snippet(&self.text, span, &sensitive))
     }
 
     fn role_at(&self, at: usize) -> Role {

@@ -45,6 +45,15 @@ impl Slot {
     fn take(&self) -> Option<GovDecision> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+    /// The agent the decision was made for, if one was.
+    pub(crate) fn agent(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|d| d.agent.clone())
+            .filter(|a| !a.is_empty())
+    }
 }
 
 /// JSON-RPC error codes of governance answers.

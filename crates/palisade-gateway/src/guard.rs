@@ -488,6 +488,9 @@ pub fn judge(
                         reasons,
                     );
                     log(collector, request_id, direction, message, shared, &verdict);
+                    record(
+                        state, collector, request_id, direction, message, shared, &verdict,
+                    );
                     return Ok(verdict);
                 }
             }
@@ -557,6 +560,9 @@ pub fn judge(
         reasons,
     );
     log(collector, request_id, direction, message, shared, &verdict);
+    record(
+        state, collector, request_id, direction, message, shared, &verdict,
+    );
     Ok(verdict)
 }
 
@@ -711,6 +717,63 @@ fn log(
             );
         }
     }
+}
+
+/// Queues the guard call's record: metadata always; the body only when the collector logs
+/// `full`, and then as forwarded (redacted), never when blocked.
+fn record(
+    state: &State,
+    collector: &Collector,
+    request_id: &str,
+    direction: Direction,
+    message: &Message,
+    shared: &Metadata,
+    verdict: &Verdict,
+) {
+    let Some(writer) = state.records.as_deref() else {
+        return;
+    };
+    let m = &message.metadata;
+    let body = match (collector.logging, verdict.action.as_str()) {
+        (LoggingLevel::Full, "redact") => verdict.body.clone(),
+        (LoggingLevel::Full, "allow") => message.body.clone(),
+        _ => None,
+    };
+    writer.record(palisade_store::Event {
+        seq: None,
+        request_id: request_id.to_owned(),
+        time_ms: palisade_store::now_ms(),
+        source: match direction {
+            Direction::Request => "guard_request".into(),
+            Direction::Response => "guard_response".into(),
+        },
+        route: Some(format!("guard:{}", collector.name)),
+        collector: Some(collector.name.clone()),
+        agent_id: m.agent_id.clone().or_else(|| shared.agent_id.clone()),
+        client_ip: message.client_ip.clone(),
+        method: message.method.clone(),
+        path: message.path.clone(),
+        mcp_method: message.mcp_method.clone(),
+        tool: None,
+        status: message.status,
+        decision: verdict.action.clone(),
+        risk: verdict.risk_score,
+        latency_ms: None,
+        reasons: verdict.reasons.clone(),
+        body,
+        findings: verdict
+            .findings
+            .iter()
+            .map(|f| palisade_store::FindingRecord {
+                detector: f.detector.clone(),
+                kind: f.kind.clone(),
+                severity: f.severity.clone(),
+                action: f.action.clone(),
+                location: Some(f.location.clone()),
+                snippet: None,
+            })
+            .collect(),
+    });
 }
 
 fn json_answer<T: Serialize>(status: StatusCode, value: &T, request_id: &str) -> Response<Body> {

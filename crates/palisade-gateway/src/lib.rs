@@ -25,6 +25,7 @@ pub mod error;
 mod govern;
 pub mod guard;
 pub mod proxy;
+pub mod records;
 pub mod route;
 pub mod sse_sessions;
 pub mod upstream;
@@ -45,6 +46,8 @@ pub struct State {
     pub collectors: guard::Collectors,
     /// Governance and its state, shared by every worker.
     pub governance: Arc<Governance>,
+    /// The records' writer, shared by every worker; `None` when recording is off.
+    pub records: Option<Arc<palisade_store::Writer>>,
 }
 
 /// Why the gateway could not start.
@@ -62,6 +65,9 @@ pub enum StartError {
     /// The governance settings did not compile.
     #[error("{0}")]
     Governance(String),
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(String),
 }
 
 impl State {
@@ -69,7 +75,8 @@ impl State {
     pub fn new(config: Config) -> Result<Self, StartError> {
         let inspector = Arc::new(Inspector::new(&config)?);
         let governance = Arc::new(Governance::in_memory(&config).map_err(StartError::Governance)?);
-        Self::with_parts(config, inspector, governance, Arc::default())
+        let records = records::open(&config.storage).map_err(StartError::Store)?;
+        Self::with_parts(config, inspector, governance, Arc::default(), records)
     }
 
     /// A state sharing compiled policies, governance state and the SSE session registry with
@@ -79,6 +86,7 @@ impl State {
         inspector: Arc<Inspector>,
         governance: Arc<Governance>,
         sse_sessions: Arc<sse_sessions::SseSessions>,
+        records: Option<Arc<palisade_store::Writer>>,
     ) -> Result<Self, StartError> {
         let client = upstream::client(&config)?;
         let collectors = guard::Collectors::from_config(&config).map_err(StartError::Collectors)?;
@@ -89,6 +97,7 @@ impl State {
             sse_sessions,
             collectors,
             governance,
+            records,
         })
     }
 }
@@ -104,6 +113,7 @@ pub struct Server {
     stop: tokio::sync::watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     governance: Arc<Governance>,
+    records: Option<Arc<palisade_store::Writer>>,
 }
 
 impl Server {
@@ -111,6 +121,7 @@ impl Server {
     pub fn start(config: Config, workers: usize) -> Result<Server, ServeError> {
         let inspector = Arc::new(Inspector::new(&config).map_err(StartError::from)?);
         let governance = Arc::new(Governance::in_memory(&config).map_err(StartError::Governance)?);
+        let records = records::open(&config.storage).map_err(StartError::Store)?;
         let wanted: SocketAddr = config
             .listen
             .parse()
@@ -125,6 +136,7 @@ impl Server {
             let config = config.clone();
             let inspector = inspector.clone();
             let governance = governance.clone();
+            let records = records.clone();
             let mut stop_rx = stop_rx.clone();
             let bind_to = addr;
             let handle = std::thread::Builder::new()
@@ -152,14 +164,19 @@ impl Server {
                                 return;
                             }
                         };
-                        let state =
-                            match State::with_parts(config, inspector, governance, sse_sessions) {
-                                Ok(s) => Arc::new(s),
-                                Err(e) => {
-                                    let _ = ready_tx.send(Err(ServeError::Start(e)));
-                                    return;
-                                }
-                            };
+                        let state = match State::with_parts(
+                            config,
+                            inspector,
+                            governance,
+                            sse_sessions,
+                            records,
+                        ) {
+                            Ok(s) => Arc::new(s),
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(ServeError::Start(e)));
+                                return;
+                            }
+                        };
                         let local = listener.local_addr().unwrap_or(bind_to);
                         let _ = ready_tx.send(Ok(local));
                         let stopped = async move {
@@ -192,7 +209,13 @@ impl Server {
             stop,
             threads,
             governance,
+            records,
         })
+    }
+
+    /// The records' writer every worker shares (for the admin API); `None` when recording is off.
+    pub fn records(&self) -> Option<Arc<palisade_store::Writer>> {
+        self.records.clone()
     }
 
     /// The governance state every worker shares (for the admin API).

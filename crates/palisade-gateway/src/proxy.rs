@@ -84,8 +84,10 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     let id = request_id();
     let governed = crate::govern::Slot::default();
+    let recorded = crate::records::Slot::default();
     req.extensions_mut().insert(crate::govern::Peer(peer));
     req.extensions_mut().insert(governed.clone());
+    req.extensions_mut().insert(recorded.clone());
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -128,6 +130,22 @@ pub(crate) async fn handle(
         }
     };
     palisade_engine::metrics::request(&target.route, outcome.decision, started.elapsed());
+    recorded.agent(governed.agent().as_deref());
+    crate::records::finish(
+        state.records.as_deref(),
+        &recorded,
+        crate::records::Facts {
+            request_id: &id,
+            route: &target.route,
+            client_ip: peer.ip().to_string(),
+            method: method.as_str(),
+            path: &path,
+            status: outcome.status,
+            decision: outcome.decision,
+            reasons: &outcome.reasons,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        },
+    );
     tracing::info!(
         target: "palisade::decision",
         request_id = %id,
@@ -492,6 +510,9 @@ async fn enforce(
             None,
         )
         .await;
+        if let (Ok(v), Some(slot)) = (&verdict, parts.extensions.get::<crate::records::Slot>()) {
+            slot.add(v);
+        }
         match judge(verdict, mode, id, &target.route, "request") {
             Judged::Block(block, meta) => {
                 let (protocol, mcp_id) = match &meta {
@@ -720,6 +741,9 @@ async fn enforce(
             req_method.clone(),
         )
         .await;
+        if let (Ok(v), Some(slot)) = (&verdict, parts.extensions.get::<crate::records::Slot>()) {
+            slot.add(v);
+        }
         match judge(verdict, mode, id, &target.route, "response") {
             Judged::Block(block, _) => {
                 let response = blocked_response(protocol, id, &block, mcp_id.as_deref(), false);
@@ -907,7 +931,7 @@ async fn pump_stream(
                 }
                 // The upstream is quiet: send what is held rather than sit on it.
                 if let Some(end) = send_all(inspector.flush()).await {
-                    log_stream_end(end, &id, &target.route, inspector.reasons());
+                    log_stream_end(end, &state, &id, &target.route, &inspector);
                     return;
                 }
                 continue;
@@ -927,7 +951,7 @@ async fn pump_stream(
                             }
                         }
                         if let Some(end) = send_all(out).await {
-                            log_stream_end(end, &id, &target.route, inspector.reasons());
+                            log_stream_end(end, &state, &id, &target.route, &inspector);
                             return;
                         }
                     }
@@ -987,6 +1011,14 @@ async fn pump_stream(
     }
     if !inspector.reasons().is_empty() {
         palisade_engine::metrics::stream_event("redacted");
+        crate::records::stream(
+            state.records.as_deref(),
+            &id,
+            &target.route,
+            "redact",
+            inspector.reasons(),
+            inspector.findings(),
+        );
         tracing::info!(target: "palisade::decision", request_id = %id, route = %target.route, decision = "redact", reasons = ?inspector.reasons(), "stream redacted");
     }
 }
@@ -1000,7 +1032,24 @@ enum StreamEnd {
     ClientGone,
 }
 
-fn log_stream_end(end: StreamEnd, id: &str, route: &str, reasons: &[String]) {
+fn log_stream_end(
+    end: StreamEnd,
+    state: &State,
+    id: &str,
+    route: &str,
+    inspector: &StreamInspector,
+) {
+    let reasons = inspector.reasons();
+    if end == StreamEnd::Blocked {
+        crate::records::stream(
+            state.records.as_deref(),
+            id,
+            route,
+            "block",
+            reasons,
+            inspector.findings(),
+        );
+    }
     palisade_engine::metrics::stream_event(match end {
         StreamEnd::Blocked => "blocked",
         StreamEnd::ClientGone => "client_gone",

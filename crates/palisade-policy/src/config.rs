@@ -54,6 +54,54 @@ pub struct Config {
     /// Where governance state lives (rate counters, decision cache, pins, approvals, sessions).
     #[serde(default)]
     pub state: crate::govern::StateConfig,
+    /// Where events and findings are recorded.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// Where events and findings are recorded: one SQLite file by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Record events at all. Off: nothing is written, and the admin API has no events.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The SQLite database file (created if missing; `:memory:` keeps records in memory only).
+    #[serde(default = "default_sqlite_path")]
+    pub sqlite_path: String,
+    /// Events kept in memory waiting to be written; beyond this, events are dropped and counted
+    /// rather than slowing traffic down.
+    #[serde(default = "default_queue_events")]
+    pub queue_events: usize,
+    /// Events older than this many days are deleted (0 keeps everything).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Also record request and response bodies, after redaction. Off by default: records hold
+    /// metadata and findings with masked snippets only.
+    #[serde(default)]
+    pub bodies: bool,
+}
+
+fn default_sqlite_path() -> String {
+    "palisade.db".to_owned()
+}
+fn default_queue_events() -> usize {
+    10_000
+}
+fn default_retention_days() -> u32 {
+    30
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            enabled: true,
+            sqlite_path: default_sqlite_path(),
+            queue_events: default_queue_events(),
+            retention_days: default_retention_days(),
+            bodies: false,
+        }
+    }
 }
 
 /// A caller of the guard API: a Kong plugin, a Worker, an Envoy filter, an ingestion pipeline.
@@ -105,6 +153,7 @@ impl Default for Config {
             collectors: Vec::new(),
             admin: None,
             state: crate::govern::StateConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }

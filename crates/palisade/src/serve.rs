@@ -100,7 +100,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %server.local_addr(), routes, workers, "palisade listening");
     let (admin_stop, admin_thread) = match admin {
         Some(a) => {
-            let (stop, thread) = start_admin(&a, server.governance())?;
+            let (stop, thread) = start_admin(&a, server.governance(), server.records())?;
             (Some(stop), Some(thread))
         }
         None => (None, None),
@@ -128,6 +128,7 @@ type AdminHandle = (
 fn start_admin(
     config: &palisade_policy::govern::AdminConfig,
     governance: Arc<palisade_engine::govern::Governance>,
+    records: Option<Arc<palisade_store::Writer>>,
 ) -> anyhow::Result<AdminHandle> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -137,7 +138,7 @@ fn start_admin(
         .block_on(tokio::net::TcpListener::bind(&config.listen))
         .with_context(|| format!("cannot listen on {} (admin)", config.listen))?;
     let addr = listener.local_addr().ok();
-    let admin = Arc::new(palisade_console::Admin::new(config, governance));
+    let admin = Arc::new(palisade_console::Admin::new(config, governance).with_records(records));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("palisade-admin".into())

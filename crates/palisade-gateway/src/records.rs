@@ -1,0 +1,149 @@
+//! Recording exchanges: each request carries a [`Slot`] that the steps fill (findings, risk, MCP
+//! method, tool); when the answer is ready, [`finish`] turns it into one event for the store's
+//! writer. Recording never waits: a full queue drops the event and counts it.
+
+use std::sync::{Arc, Mutex};
+
+use palisade_engine::{action_name, BodyVerdict, LocatedFinding};
+use palisade_protocol::Location;
+use palisade_store::{Event, FindingRecord, Writer};
+
+/// What the steps of one exchange learnt, for its record.
+#[derive(Debug, Default, Clone)]
+pub struct Slot(Arc<Mutex<Bits>>);
+
+#[derive(Debug, Default)]
+struct Bits {
+    findings: Vec<FindingRecord>,
+    risk: u8,
+    mcp_method: Option<String>,
+    tool: Option<String>,
+    agent_id: Option<String>,
+}
+
+impl Slot {
+    /// Adds what a body inspection found.
+    pub fn add(&self, v: &BodyVerdict) {
+        if let Ok(mut b) = self.0.lock() {
+            b.risk = b.risk.max(v.risk_score);
+            if b.mcp_method.is_none() {
+                b.mcp_method.clone_from(&v.meta.method);
+            }
+            if b.tool.is_none() {
+                b.tool.clone_from(&v.meta.tool);
+            }
+            b.findings.extend(v.findings.iter().map(record));
+        }
+    }
+
+    /// Notes the calling agent.
+    pub fn agent(&self, id: Option<&str>) {
+        if let (Ok(mut b), Some(id)) = (self.0.lock(), id) {
+            b.agent_id = Some(id.to_owned());
+        }
+    }
+}
+
+/// One located finding as a record.
+pub fn record(f: &LocatedFinding) -> FindingRecord {
+    FindingRecord {
+        detector: f.matched.finding.detector.to_string(),
+        kind: f.matched.finding.kind.to_string(),
+        severity: f.matched.finding.severity.to_string(),
+        action: action_name(f.matched.action).to_owned(),
+        location: Some(match &f.location {
+            Location::Pointer(p) => p.clone(),
+            _ => "stream".to_owned(),
+        }),
+        snippet: f.snippet.clone(),
+    }
+}
+
+/// The facts of an exchange known when its answer is ready.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    /// Request id.
+    pub request_id: &'a str,
+    /// Route name.
+    pub route: &'a str,
+    /// Client address.
+    pub client_ip: String,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path.
+    pub path: &'a str,
+    /// Status answered.
+    pub status: u16,
+    /// Decision.
+    pub decision: &'a str,
+    /// Why.
+    pub reasons: &'a [String],
+    /// Time taken.
+    pub latency_ms: f64,
+}
+
+/// Queues the record of an exchange.
+pub fn finish(writer: Option<&Writer>, slot: &Slot, facts: Facts<'_>) {
+    let Some(writer) = writer else { return };
+    let bits = match slot.0.lock() {
+        Ok(mut b) => std::mem::take(&mut *b),
+        Err(_) => Bits::default(),
+    };
+    writer.record(Event {
+        seq: None,
+        request_id: facts.request_id.to_owned(),
+        time_ms: palisade_store::now_ms(),
+        source: "proxy".into(),
+        route: Some(facts.route.to_owned()),
+        collector: None,
+        agent_id: bits.agent_id,
+        client_ip: Some(facts.client_ip),
+        method: Some(facts.method.to_owned()),
+        path: Some(facts.path.to_owned()),
+        mcp_method: bits.mcp_method,
+        tool: bits.tool,
+        status: Some(facts.status),
+        decision: facts.decision.to_owned(),
+        risk: bits.risk,
+        latency_ms: Some(facts.latency_ms),
+        reasons: facts.reasons.to_vec(),
+        body: None,
+        findings: bits.findings,
+    });
+}
+
+/// Queues the record of a streamed response's findings, once the stream has ended.
+pub fn stream(
+    writer: Option<&Writer>,
+    request_id: &str,
+    route: &str,
+    decision: &str,
+    reasons: &[String],
+    findings: &[LocatedFinding],
+) {
+    let Some(writer) = writer else { return };
+    writer.record(Event {
+        request_id: request_id.to_owned(),
+        time_ms: palisade_store::now_ms(),
+        source: "stream".into(),
+        route: Some(route.to_owned()),
+        decision: decision.to_owned(),
+        reasons: reasons.to_vec(),
+        findings: findings.iter().map(record).collect(),
+        ..Event::default()
+    });
+}
+
+/// Opens the configured store and starts its writer; `None` when recording is off.
+pub fn open(
+    config: &palisade_policy::config::StorageConfig,
+) -> Result<Option<Arc<Writer>>, String> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let store = palisade_store::Store::open(&config.sqlite_path)
+        .map_err(|e| format!("cannot open the store at {}: {e}", config.sqlite_path))?;
+    let writer = Writer::start(Arc::new(store), config.queue_events, config.retention_days)
+        .map_err(|e| format!("cannot start the store writer: {e}"))?;
+    Ok(Some(Arc::new(writer)))
+}
