@@ -89,7 +89,19 @@ fi
 # Runs deploy/nginx/palisade.conf in a real nginx, in front of two real Palisade processes started
 # with deploy/palisade.yaml, all on loopback ports: compose's service names become 127.0.0.1.
 lb_smoke() {
-  local p1=18181 p2=18182 lb=18180 key=validate-key-0123456789
+  local key=validate-key-0123456789 p1 p2 lb
+  # Free loopback ports for the two replicas, their admin APIs (port + 100) and the balancer.
+  read -r p1 p2 lb < <("$py" -c '
+import random, socket
+def free(p):
+    with socket.socket() as s:
+        try: s.bind(("127.0.0.1", p)); return True
+        except OSError: return False
+while True:
+    base = random.randrange(20000, 40000, 10)
+    ports = [base + 1, base + 2, base]
+    if all(free(p) for p in ports + [base + 101, base + 102]): print(*ports); break
+')
   # One copy of the shared file per replica, differing only in the listen addresses (in
   # Compose each replica has its own network address; here they share 127.0.0.1).
   for p in $p1 $p2; do
