@@ -43,6 +43,9 @@ cargo build --release -p palisade
 say "end-to-end: real MCP, openai and anthropic clients and servers through the proxy"
 PALISADE_BIN="$palisade" python3 -m pytest -q tests/e2e
 
+say "deployment files: Dockerfile, compose, Helm chart, Kong example"
+PALISADE_BIN="$palisade" ./deploy/validate.sh
+
 say "benchmarks compile"
 cargo bench --workspace --no-run --quiet
 

@@ -68,7 +68,7 @@ pub struct AdminConfig {
     /// Address the admin API listens on. Keep it on a private interface.
     pub listen: String,
     /// API keys, each stored as the SHA-256 of the key (lower-case hex); a client sends the key
-    /// itself as `Authorization: Bearer <key>`. `palisade admin hash-key` prints the hash of a key.
+    /// itself as `Authorization: Bearer <key>`. `palisade config hash-key` prints the hash of a key.
     #[serde(default)]
     pub keys: Vec<AdminKeyConfig>,
 }
