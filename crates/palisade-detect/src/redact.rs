@@ -12,7 +12,8 @@
 //! starts first (the longer one on a tie), so no byte of a detected value survives a redaction
 //! except the tail that `mask` keeps on purpose (and a merged span keeps no tail, since it could
 //! belong to another value). `mask` never keeps more than half of a value's
-//! letters and digits, so a short value is never left whole.
+//! letters and digits, so a short value is never left whole, and keeps nothing when the span ends
+//! inside a word or number.
 
 use std::collections::HashMap;
 
@@ -85,7 +86,14 @@ impl Redactor {
             let value = &text[e.span.start..e.span.end];
             match &e.redaction {
                 Redaction::Mask { keep_last } => {
-                    mask(value, *keep_last, *punctuation_only, &mut out)
+                    // A span that ends inside a word or number has no tail of its own to keep:
+                    // the kept characters would join what follows into something else.
+                    let cut = text[e.span.end..]
+                        .chars()
+                        .next()
+                        .is_some_and(char::is_alphanumeric);
+                    let keep = if cut { 0 } else { *keep_last };
+                    mask(value, keep, *punctuation_only, &mut out)
                 }
                 Redaction::Replace => {
                     let next = per_kind.get(e.kind.as_str()).copied().unwrap_or(0) + 1;

@@ -14,7 +14,8 @@
 //!   lines (`curl -u user:password`, `mysql -pS3cret`, `sshpass -p`, `docker login -p`).
 //! - **Vendor contexts**: an identifier naming a vendor (`softlayer_api_key`, `cloudant_pw`,
 //!   `ibm_cloud_iam_key`, `aws_secret_access_key`, a registry-scoped `//host/:_authToken` in
-//!   `.npmrc`, …) whose value has that vendor's exact shape.
+//!   `.npmrc`, the host of a `https://user:pass@acct.cloudant.com` URL, …) whose value has that
+//!   vendor's exact shape.
 //! - **Generic assignments**: an identifier whose head word is a secret word (`password`, `secret`,
 //!   `token`, `api_key`, `*_key` with a qualifier, …), an operator (`=`, `:`, `:=`, `=>`, XML
 //!   elements, CLI flags, "is"), and a literal value gated by length, character classes and
@@ -24,10 +25,11 @@
 //! exactly the secret and leaves the text readable.
 //!
 //! **Placeholders.** A provider token of the right format whose body is filler (`xxxx`, a run
-//! of one character, a repeated unit), an alphabet walk, too little entropy or an `EXAMPLE`
-//! marker (`AKIAZZZZZZZZZZZZZZZZ`, `ghp_xxxx…`, AWS's published `AKIAIOSFODNN7EXAMPLE`) is still
-//! reported, under its provider kind, at severity `low` and confidence 0.3; so is a vendor-context
-//! value of the vendor's exact shape with such a body. The format is what peer scanners flag and
+//! of one character, a repeated unit), a typed pattern (below), too little entropy or an
+//! `EXAMPLE` marker (`AKIAZZZZZZZZZZZZZZZZ`, `ghp_xxxx…`, AWS's published `AKIAIOSFODNN7EXAMPLE`)
+//! is still reported, under its provider kind, at severity `low` and confidence 0.3; so is a
+//! vendor-context value of the vendor's exact shape with such a body (`cos_secret_key =
+//! "1234567890abcdef…"`, or the password of a `…cloudant.com` URL). The format is what peer scanners flag and
 //! a guardrail cannot prove a token fake, while a policy that acts on medium and above leaves
 //! obvious placeholders alone. `SecretsDetector::report_placeholders(false)` drops them.
 //!
@@ -36,11 +38,16 @@
 //! templates and lookups (`${VAR}`, `{{ secret }}`, `<your-key>`, `%s`, `$(cmd)`,
 //! `os.environ[…]`, `process.env.X`), fillers and masks (`xxxxxxxx`, `****`, a body of one or two
 //! distinct characters, a run of eight identical characters), values containing `EXAMPLE`,
-//! alphabet walks of twelve or more characters, time-based (version 1 and 2) UUIDs, and code
-//! rather than literals (`a::b` paths, calls, `snake_case` names, `name: Type = …` annotations).
-//! Templates are never reported, not even in a provider format. Invented values that merely look
-//! random (`abcd1234abcd1234…`) are flagged: a detector cannot tell them from real ones, and a
-//! false alarm on a fixture costs less than a leak. Stripe publishable keys (`pk_live_…`) are
+//! typed patterns, time-based (version 1 and 2) UUIDs, and code rather than literals (`a::b`
+//! paths, calls, `snake_case` names, `name: Type = …` annotations). A typed pattern is what a
+//! person writes when inventing a value: a walk of twelve or more through the alphabet, the
+//! digits (`7890123…`) or a keyboard row, up or down (`abcdefghijkl`, `qwertyuiopas`); a value of
+//! sixteen bytes or more made mostly of walks and runs of three, read straight or every other
+//! character (`abc123def456…`, `a1b2c3d4…`, `1111aaaa2222…`); or one unit written three or more
+//! times (`abcd1234abcd1234abcd1234…`). Random material almost never has these shapes, so they
+//! cost no recall on real keys. Templates are never reported, not even in a provider format.
+//! Invented values that look random are flagged: a detector cannot tell them from real ones, and
+//! a false alarm on a fixture costs less than a leak. Stripe publishable keys (`pk_live_…`) are
 //! public by design and not reported.
 //!
 //! **Speed.** One case-sensitive Aho-Corasick DFA finds, in a single pass, every provider prefix
@@ -1108,22 +1115,141 @@ fn max_run(v: &[u8]) -> usize {
     best
 }
 
-/// Longest ascending walk through the alphabet or the digits (`abcdef`, `3456789`),
-/// case-insensitive.
-fn max_walk(v: &[u8]) -> usize {
-    let mut best = 0;
-    let mut run = 0;
-    let mut prev: Option<u8> = None;
-    for &b in v {
-        let c = b.to_ascii_lowercase();
-        let next = prev.is_some_and(|p| {
-            c.is_ascii_alphanumeric() && p.wrapping_add(1) == c && (p != b'9') && (p != b'z')
-        });
-        run = if next { run + 1 } else { 1 };
-        prev = Some(c);
-        best = best.max(run);
+/// Steps a typist makes from one character to the next, as bits (case aside).
+const STEP_SAME: u8 = 1;
+const STEP_ALPHA_UP: u8 = 2;
+const STEP_ALPHA_DOWN: u8 = 4;
+const STEP_KEY_RIGHT: u8 = 8;
+const STEP_KEY_LEFT: u8 = 16;
+const STEP_DIGIT_UP: u8 = 32;
+const STEP_DIGIT_DOWN: u8 = 64;
+
+/// Each letter's place in the QWERTY rows read one after the other (`qwertyuiop`, `asdfghjkl`,
+/// `zxcvbnm`), indexed by `letter - b'a'`.
+const QWERTY: [u8; 26] = {
+    let rows = b"qwertyuiopasdfghjklzxcvbnm";
+    let mut t = [0u8; 26];
+    let mut i = 0;
+    while i < rows.len() {
+        t[(rows[i] - b'a') as usize] = i as u8;
+        i += 1;
     }
-    best
+    t
+};
+
+/// The ways `c` follows `p`: the same character, the next or previous letter, the key to the
+/// right or left on a QWERTY row, the next or previous digit (`9` then `0`, as on the keyboard).
+fn steps(p: u8, c: u8) -> u8 {
+    let (p, c) = (p.to_ascii_lowercase(), c.to_ascii_lowercase());
+    let mut m = 0;
+    if p == c {
+        m |= STEP_SAME;
+    }
+    if p.is_ascii_lowercase() && c.is_ascii_lowercase() {
+        let (a, b) = (p - b'a', c - b'a');
+        if b == a + 1 {
+            m |= STEP_ALPHA_UP;
+        }
+        if a == b + 1 {
+            m |= STEP_ALPHA_DOWN;
+        }
+        let key = |x: u8| QWERTY.get(usize::from(x)).copied().unwrap_or(0);
+        let (ka, kb) = (key(a), key(b));
+        if kb == ka + 1 {
+            m |= STEP_KEY_RIGHT;
+        }
+        if ka == kb + 1 {
+            m |= STEP_KEY_LEFT;
+        }
+    } else if p.is_ascii_digit() && c.is_ascii_digit() {
+        let (a, b) = (p - b'0', c - b'0');
+        if b == (a + 1) % 10 {
+            m |= STEP_DIGIT_UP;
+        }
+        if a == (b + 1) % 10 {
+            m |= STEP_DIGIT_DOWN;
+        }
+    }
+    m
+}
+
+/// How much of a value was typed rather than drawn at random.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Typed {
+    /// Longest walk: the same step (next letter, next key, previous digit, …) taken again and
+    /// again (`abcdef`, `9876543`, `qwertyui`, `7890123`).
+    walk: usize,
+    /// Most of the value is walks and runs of three or more, read straight or every other
+    /// character (`abc123def456…`, `1111aaaa2222…`, `a1b2c3d4…`).
+    mostly: bool,
+}
+
+/// Bytes of a value examined for typed sequences; the rest costs nothing.
+const TYPED_SCAN: usize = 512;
+
+/// Marks, in `covered`, the characters of `v` (read from `from` every `stride` bytes) that sit in
+/// a walk or run of three or more; returns the longest walk.
+fn typed_pass(v: &[u8], from: usize, stride: usize, covered: &mut [bool]) -> usize {
+    let mut longest = 0;
+    let mut mask = 0u8;
+    let mut len = 0usize;
+    let mut start = from;
+    let mut prev: Option<u8> = None;
+    let mut close = |start: usize, len: usize, mask: u8, covered: &mut [bool]| {
+        if len >= 3 {
+            for k in 0..len {
+                if let Some(c) = covered.get_mut(start + k * stride) {
+                    *c = true;
+                }
+            }
+        }
+        if mask & !STEP_SAME != 0 {
+            longest = longest.max(len);
+        }
+    };
+    let mut i = from;
+    while let Some(&c) = v.get(i) {
+        let step = prev.map_or(0, |p| steps(p, c));
+        if len >= 2 && mask & step != 0 {
+            mask &= step;
+            len += 1;
+        } else if step != 0 {
+            // The previous character and this one start a new segment.
+            close(start, len, mask, covered);
+            start = i - stride;
+            mask = step;
+            len = 2;
+        } else {
+            close(start, len, mask, covered);
+            start = i;
+            mask = 0;
+            len = 1;
+        }
+        prev = Some(c);
+        i += stride;
+    }
+    close(start, len, mask, covered);
+    longest
+}
+
+/// Walks and runs in `v`, looked for in its first `TYPED_SCAN` bytes.
+fn typed(v: &[u8]) -> Typed {
+    let w = v.get(..v.len().min(TYPED_SCAN)).unwrap_or(v);
+    let mut covered = [false; TYPED_SCAN];
+    let walk = typed_pass(w, 0, 1, &mut covered);
+    if w.len() < 16 {
+        return Typed {
+            walk,
+            mostly: false,
+        };
+    }
+    typed_pass(w, 0, 2, &mut covered);
+    typed_pass(w, 1, 2, &mut covered);
+    let n = covered.iter().take(w.len()).filter(|c| **c).count();
+    Typed {
+        walk,
+        mostly: n * 5 >= w.len() * 3,
+    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -1179,10 +1305,16 @@ const PERIODIC_SCAN: usize = 512;
 /// The random part of a provider token is plausible.
 fn token_body_ok(body: &[u8], min_entropy: f32) -> bool {
     !is_filler(body)
-        && !is_periodic(body)
         && !contains_ci(body, b"example")
-        && max_walk(body) < 12
         && entropy(body) >= min_entropy
+        && !is_invented(body)
+}
+
+/// A value typed by hand: a walk of twelve or more (`abcdefghijkl`, `1234567890ab`,
+/// `qwertyuiopas`), or one of sixteen bytes or more made mostly of walks and runs.
+fn is_typed(v: &[u8]) -> bool {
+    let t = typed(v);
+    t.walk >= 12 || t.mostly
 }
 
 /// Whole values that are placeholders, not secrets (compared lower-cased).
@@ -1273,7 +1405,12 @@ fn is_placeholder(v: &[u8]) -> bool {
     if STOP_PARTS.iter().any(|s| contains(&lower, s.as_bytes())) {
         return true;
     }
-    is_template(v) || is_filler(v) || max_walk(v) >= 12
+    is_template(v) || is_filler(v) || is_invented(v)
+}
+
+/// Typed by hand or written as a repeated unit: invented, not drawn at random.
+fn is_invented(v: &[u8]) -> bool {
+    is_periodic(v) || is_typed(v)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -1450,6 +1587,17 @@ fn url_credentials_at(b: &[u8], p: usize) -> Option<Cand> {
     } else {
         (u0 + colon + 1, at, pass)
     };
+    // A Cloudant account URL carries the account's own credential, judged by Cloudant's format.
+    let host_end = b
+        .get(at + 1..i)?
+        .iter()
+        .position(|&c| c == b':')
+        .map_or(i, |k| at + 1 + k);
+    if contains_ci(b.get(at + 1..host_end)?, b"cloudant") && !is_template(value) {
+        if let Some((kind, conf)) = vendor_kind(b"cloudant", value, false) {
+            return Some(vendor_cand(kind, conf, vs, ve, value));
+        }
+    }
     if !credential_value_ok(value) {
         return None;
     }
@@ -2109,23 +2257,7 @@ fn assignment_value(b: &[u8], is: usize, ie: usize) -> Option<Cand> {
         if is_template(value) {
             return None;
         }
-        // The vendor's exact format holding filler or an example marker: reported as a
-        // placeholder, like a provider token with such a body.
-        let placeholder = !vendor_value_ok(value);
-        let (severity, confidence) = if placeholder {
-            (Low, PLACEHOLDER_CONFIDENCE)
-        } else {
-            (Critical, conf)
-        };
-        return Some(Cand {
-            start: vs,
-            end: ve,
-            kind,
-            severity,
-            confidence,
-            prio: PRIO_VENDOR,
-            placeholder,
-        });
+        return Some(vendor_cand(kind, conf, vs, ve, value));
     }
     if tier == Tier::VendorOnly {
         return None;
@@ -2438,7 +2570,12 @@ fn vendor_kind(ident_lower: &[u8], v: &[u8], npmrc_scoped: bool) -> Option<(&'st
     {
         return Some(("ibm_cloud_api_key", 0.85));
     }
-    if (has(b"cos") || has(b"hmac")) && v.len() == 48 && is_hex(v) {
+    // IBM's HMAC credentials name the secret `secret_access_key`, and tools written for S3 read
+    // it under that name (`aws_secret_access_key`), where AWS's own secrets are 40 base64.
+    if v.len() == 48
+        && is_hex(v)
+        && (has(b"cos") || has(b"hmac") || ends_secret_access_key(ident_lower))
+    {
         return Some(("ibm_cos_hmac_secret", 0.85));
     }
     if has(b"aws")
@@ -2487,6 +2624,37 @@ fn vendor_kind(ident_lower: &[u8], v: &[u8], npmrc_scoped: bool) -> Option<(&'st
         return Some(("hashicorp_vault_token", 0.8));
     }
     None
+}
+
+/// `secret_access_key`, `SecretAccessKey`, `secret-access-key` and the like end the identifier.
+fn ends_secret_access_key(ident_lower: &[u8]) -> bool {
+    let want = b"secretaccesskey";
+    ident_lower
+        .iter()
+        .rev()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(want.len())
+        .eq(want.iter().rev())
+}
+
+/// A value of a vendor's exact format at `vs..ve`. Filler, an example marker or a typed pattern
+/// in it makes a placeholder, reported like a provider token with such a body.
+fn vendor_cand(kind: &'static str, conf: f32, vs: usize, ve: usize, value: &[u8]) -> Cand {
+    let placeholder = !vendor_value_ok(value);
+    let (severity, confidence) = if placeholder {
+        (Low, PLACEHOLDER_CONFIDENCE)
+    } else {
+        (Critical, conf)
+    };
+    Cand {
+        start: vs,
+        end: ve,
+        kind,
+        severity,
+        confidence,
+        prio: PRIO_VENDOR,
+        placeholder,
+    }
 }
 
 /// A vendor-format value that is not a placeholder.
@@ -2912,6 +3080,113 @@ mod tests {
         let g = graded("SK3f9a1c0b7e2d4f6a8b9c1d3e5f7a9b0c", &d);
         assert_eq!(g.len(), 1, "{g:?}");
         assert_eq!(g[0].1, Severity::High);
+    }
+
+    #[test]
+    fn typed_patterns_are_seen() {
+        for v in [
+            "abcdefghijklm",
+            "zyxwvutsrqpo",
+            "qwertyuiopasd",
+            "8901234567890",
+        ] {
+            assert!(
+                typed(v.as_bytes()).walk >= 12,
+                "{v}: {:?}",
+                typed(v.as_bytes())
+            );
+        }
+        for v in [
+            "abc123def456ghi789",
+            "a1b2c3d4e5f6g7h8",
+            "1111aaaa2222bbbb",
+            "poiuytrewq0987654321",
+        ] {
+            assert!(typed(v.as_bytes()).mostly, "{v}");
+        }
+        for v in [
+            "Xk9vQ2mLp7RtW4zB",
+            "I5SIWFUEuStfbLJjTydZVy1HIPUNsDW437HCx15j",
+            "9fceb02d0ae598e95dc970b74767f19372d61af8",
+            "Abc123!!",
+        ] {
+            assert!(!is_typed(v.as_bytes()), "{v}: {:?}", typed(v.as_bytes()));
+        }
+        assert!(is_periodic(
+            b"abcd1234abcd1234abcd1234ABCD1234ABCD1234--__extra"
+        ));
+        assert!(!is_periodic(b"abcd1234abcd1234-and-then-something-else"));
+    }
+
+    /// Random keys must not look typed or periodic: if they did, real secrets would be dropped.
+    #[test]
+    fn random_material_is_not_typed() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let base62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let hex = b"0123456789abcdef";
+        let mut flagged = Vec::new();
+        for round in 0..20_000 {
+            let (alphabet, len): (&[u8], usize) = if round % 2 == 0 {
+                (base62, 16 + round % 48)
+            } else {
+                (hex, 32 + round % 33)
+            };
+            let v: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            if is_typed(&v) || is_periodic(&v) {
+                flagged.push(String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+        assert!(flagged.is_empty(), "{flagged:?}");
+    }
+
+    #[test]
+    fn invented_values_are_not_generic_secrets() {
+        for t in [
+            "api_secret = \"a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6\"",
+            "client_secret = \"0987654321fedcba0987654321\"",
+            "SECRET_KEY = \"qwertyuiopasdfghjkl1234\"",
+            "password = \"aB3$aB3$aB3$aB3$\"",
+            "token: \"1111222233334444aaaabbbbccccdddd\"",
+            "ibm_iam_key = \"abcd1234abcd1234abcd1234ABCD1234ABCD1234--__old\"",
+        ] {
+            assert!(find(t).is_empty(), "{t}: {:?}", find(t));
+        }
+        assert_eq!(
+            kinds("secret = \"Xk9vQ2mLp7RtW4zBn8Yc\""),
+            vec!["generic_secret"]
+        );
+    }
+
+    #[test]
+    fn invented_values_of_a_vendor_shape_are_low() {
+        let d = SecretsDetector::default();
+        for (text, kind) in [
+            (
+                "ibm_cloud_api_key = abcd1234abcd1234abcd1234ABCD1234ABCD1234--__",
+                "ibm_cloud_api_key",
+            ),
+            (
+                "secret_access_key=1234567890abcdef1234567890abcdef1234567890abcdef",
+                "ibm_cos_hmac_secret",
+            ),
+            (
+                "https://acct:abcdefghijabcdefghijabcd@acct.cloudant.com/db",
+                "cloudant_credential",
+            ),
+        ] {
+            let g = graded(text, &d);
+            assert_eq!(g.len(), 1, "{text}: {g:?}");
+            assert_eq!(g[0].0, kind, "{text}");
+            assert_eq!(g[0].1, Severity::Low, "{text}");
+        }
     }
 
     #[test]
