@@ -6,7 +6,7 @@
 #   palisade0  wrk → Palisade with no detectors → upstream
 #   palisade   wrk → Palisade with the default policy → upstream
 #
-# for a 2 KiB MCP tools/call and a streamed chat completion, at concurrency 1, at concurrency 64,
+# for a 2 KiB MCP tools/call, a chat completion and a streamed one, at concurrency 1, at concurrency 64,
 # and paced at about 1 000 requests/s (4 connections, one request every 4 ms each). Prints a
 # Markdown table: p50 / p99 latency, added latency against direct, requests/s, and Palisade's
 # peak RSS. Needs wrk and nginx (Debian packages; installed here if missing).
@@ -41,6 +41,7 @@ UP=$(port); NGX=$(port); P0=$(port); P1=$(port)
 
 mcp_body=$(cat scripts/load/mcp_result.json)
 sse_body=$(cat scripts/load/chat_stream.sse)
+chat_body=$(cat scripts/load/chat_result.json)
 mkdir -p "$work/logs"
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
@@ -58,6 +59,7 @@ http {
     client_body_buffer_size 64k;
     location = /mcp { default_type application/json; return 200 '$mcp_body'; }
     location = /v1/chat/completions { default_type text/event-stream; return 200 '$sse_body'; }
+    location = /v1/json/chat/completions { default_type application/json; return 200 '$chat_body'; }
   }
   server {
     listen 127.0.0.1:$NGX;
@@ -119,7 +121,7 @@ report="$root/target/load-report.md"
 } > "$report"
 
 # ONLY=guard runs the guard API part alone.
-scenarios=("mcp tools/call 2 KiB|mcp_call.lua|/mcp" "streamed chat completion|chat_stream.lua|/v1/chat/completions")
+scenarios=("mcp tools/call 2 KiB|mcp_call.lua|/mcp" "chat completion|chat_json.lua|/v1/json/chat/completions" "streamed chat completion|chat_stream.lua|/v1/chat/completions")
 [ "${ONLY:-}" = guard ] && scenarios=()
 for scenario in "${scenarios[@]}"; do
   IFS='|' read -r name script path <<<"$scenario"
