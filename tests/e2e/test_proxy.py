@@ -203,3 +203,12 @@ policies:
     finally:
         p.terminate()
         p.wait(timeout=5)
+
+
+def test_readiness_reports_its_checks(palisade):
+    r = httpx.get(f"{palisade.base}/health/ready")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ready"
+    assert body["checks"] == {"config": "ok", "store": "ok", "state": "ok"}
+    assert httpx.get(f"{palisade.base}/health/live").json() == {"status": "ok"}

@@ -91,12 +91,37 @@ pub(crate) async fn handle(
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    if path == "/health/live" || path == "/health/ready" {
+    if path == "/health/live" {
         return with_ids(
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             &id,
             "allow",
         );
+    }
+    if path == "/health/ready" {
+        // Ready: the configuration is loaded (it is, or this process would not serve) and the
+        // store answers. Governance state is in this process's memory.
+        let store = match &state.records {
+            None => "off",
+            Some(w) => match w.store().ping() {
+                Ok(()) => "ok",
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness: the store does not answer");
+                    "unreachable"
+                }
+            },
+        };
+        let ready = store != "unreachable";
+        let body = serde_json::json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "checks": { "config": "ok", "store": store, "state": "ok" },
+        });
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return with_ids(json_response(status, &body), &id, "allow");
     }
     if crate::guard::is_guard_path(&path) {
         return guard_call(&state, &id, req).await;

@@ -419,6 +419,13 @@ impl Store {
         Ok(page.items.into_iter().next())
     }
 
+    /// Whether the database answers a trivial query.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
     /// How many events are stored.
     pub fn count(&self) -> Result<i64, StoreError> {
         let conn = self.conn()?;
