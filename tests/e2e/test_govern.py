@@ -406,3 +406,20 @@ def test_exchanges_are_recorded_and_listed_through_the_admin_api(gov):
     assert httpx.get(f"{gov.admin}/admin/events").status_code == 401
     stats = gov.adm("GET", "/admin/records", role="viewer").json()
     assert stats["stored"] >= 100 and stats["dropped"] == 0 and stats["failed"] == 0
+
+
+def test_inventory_is_discovered_from_the_traffic(gov):
+    """Endpoints with their ids folded, MCP tools with call counts, from what passed."""
+    for n in (11, 12, 13):
+        httpx.get(f"{gov.base}/gov/customers/{n}", headers={"x-agent": "inventory-bot"}, timeout=10)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        inv = gov.adm("GET", "/admin/inventory", role="viewer").json()
+        customers = [e for e in inv["endpoints"] if e["route"] == "gov" and e["path"] == "/gov/customers/{id}"]
+        if customers and customers[0]["calls"] >= 3:
+            break
+        time.sleep(0.1)
+    assert customers and customers[0]["method"] == "GET" and customers[0]["calls"] >= 3, ("endpoints", inv)
+    echo = [t for t in inv["tools"] if t["route"] == "limited" and t["tool"] == "echo"]
+    assert echo and echo[0]["calls"] >= 101 and echo[0]["refused"] >= 1, ("tools", inv["tools"])
+    assert httpx.get(f"{gov.admin}/admin/inventory").status_code == 401

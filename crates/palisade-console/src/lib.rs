@@ -20,6 +20,7 @@
 //! | GET | `/admin/audit` | viewer | `?limit=100`, newest first |
 //! | GET | `/admin/events` | viewer | recorded exchanges, newest first: `?route= &decision= &agent_id= &detector= &since_ms= &limit= &cursor=` (the previous page's `next`) |
 //! | GET | `/admin/events/{request_id}` | viewer | one event with its findings (masked snippets) |
+//! | GET | `/admin/inventory` | viewer | what the recorded traffic reveals: endpoints (ids folded to `{id}`) with methods, statuses, first/last seen and the personal data they carried; MCP tools per route with calls and refusals; models in use |
 //! | GET | `/admin/records` | viewer | events stored, written, dropped (queue full) and failed |
 //! | GET | `/metrics` | none | Prometheus text: requests by route and decision, latency histograms, findings by detector and action, stream outcomes |
 
@@ -384,6 +385,21 @@ impl Admin {
             }
             (&Method::GET, ["admin", "events"]) => self.events(&req, None),
             (&Method::GET, ["admin", "events", id]) => self.events(&req, Some(id)),
+            (&Method::GET, ["admin", "inventory"]) => match &self.records {
+                Some(w) => match w.store().inventory() {
+                    Ok(v) => reply(StatusCode::OK, v),
+                    Err(e) => error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "store_unavailable",
+                        &e.to_string(),
+                    ),
+                },
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "no_records",
+                    "recording is off (`storage.enabled: false`)",
+                ),
+            },
             (&Method::GET, ["admin", "records"]) => match &self.records {
                 Some(w) => reply(
                     StatusCode::OK,

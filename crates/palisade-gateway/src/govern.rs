@@ -45,14 +45,29 @@ impl Slot {
     fn take(&self) -> Option<GovDecision> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
-    /// The agent the decision was made for, if one was.
-    pub(crate) fn agent(&self) -> Option<String> {
+    /// The governance decision's agent, action, risk and findings, for the record.
+    pub(crate) fn for_record(&self) -> Option<crate::records::Governed> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|d| d.agent.clone())
-            .filter(|a| !a.is_empty())
+            .map(|d| crate::records::Governed {
+                agent: d.agent.clone(),
+                action: d.action.clone(),
+                risk: d.risk_score,
+                outcome: d.label(),
+                findings: d
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.detector.to_owned(),
+                            f.kind.clone(),
+                            f.severity.to_string(),
+                        )
+                    })
+                    .collect(),
+            })
     }
 }
 

@@ -761,6 +761,7 @@ fn record(
         latency_ms: None,
         reasons: verdict.reasons.clone(),
         body,
+        model: m.model.clone().or_else(|| shared.model.clone()),
         findings: verdict
             .findings
             .iter()

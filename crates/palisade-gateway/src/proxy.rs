@@ -155,7 +155,7 @@ pub(crate) async fn handle(
         }
     };
     palisade_engine::metrics::request(&target.route, outcome.decision, started.elapsed());
-    recorded.agent(governed.agent().as_deref());
+    recorded.governed(governed.for_record());
     crate::records::finish(
         state.records.as_deref(),
         &recorded,

@@ -19,6 +19,7 @@ struct Bits {
     mcp_method: Option<String>,
     tool: Option<String>,
     agent_id: Option<String>,
+    model: Option<String>,
 }
 
 impl Slot {
@@ -32,16 +33,56 @@ impl Slot {
             if b.tool.is_none() {
                 b.tool.clone_from(&v.meta.tool);
             }
+            if b.model.is_none() {
+                b.model.clone_from(&v.meta.model);
+            }
             b.findings.extend(v.findings.iter().map(record));
         }
     }
 
-    /// Notes the calling agent.
-    pub fn agent(&self, id: Option<&str>) {
-        if let (Ok(mut b), Some(id)) = (self.0.lock(), id) {
-            b.agent_id = Some(id.to_owned());
+    /// Adds what governance decided: the agent, the tool of an MCP call, the risk, and its
+    /// findings (rate limits, rug pulls, flows).
+    pub fn governed(&self, g: Option<Governed>) {
+        let (Ok(mut b), Some(g)) = (self.0.lock(), g) else {
+            return;
+        };
+        if !g.agent.is_empty() {
+            b.agent_id = Some(g.agent);
         }
+        if let Some(tool) = g.action.strip_prefix("tools/call:") {
+            b.mcp_method.get_or_insert_with(|| "tools/call".to_owned());
+            b.tool.get_or_insert_with(|| tool.to_owned());
+        }
+        b.risk = b.risk.max(g.risk);
+        let action = g.outcome;
+        b.findings.extend(
+            g.findings
+                .into_iter()
+                .map(|(detector, kind, severity)| FindingRecord {
+                    detector,
+                    kind,
+                    severity,
+                    action: action.to_owned(),
+                    location: None,
+                    snippet: None,
+                }),
+        );
     }
+}
+
+/// What governance decided about an exchange, for its record.
+#[derive(Debug)]
+pub struct Governed {
+    /// The agent.
+    pub agent: String,
+    /// The action type (`read_customers`, `tools/call:echo`).
+    pub action: String,
+    /// Risk score.
+    pub risk: u8,
+    /// `allow`, `deny`, `hold`, …
+    pub outcome: &'static str,
+    /// `(detector, kind, severity)` of each governance finding.
+    pub findings: Vec<(String, String, String)>,
 }
 
 /// One located finding as a record.
@@ -108,6 +149,7 @@ pub fn finish(writer: Option<&Writer>, slot: &Slot, facts: Facts<'_>) {
         latency_ms: Some(facts.latency_ms),
         reasons: facts.reasons.to_vec(),
         body: None,
+        model: bits.model,
         findings: bits.findings,
     });
 }

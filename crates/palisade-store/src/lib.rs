@@ -62,7 +62,43 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX findings_time ON findings(time_ms);
     CREATE INDEX findings_detector_time ON findings(detector, time_ms);",
+    // 2: discovery: the path with its ids folded, and the model called.
+    "ALTER TABLE events ADD COLUMN path_template TEXT;
+    ALTER TABLE events ADD COLUMN model TEXT;
+    CREATE INDEX events_endpoint ON events(route, method, path_template);",
 ];
+
+/// `path` with its identifiers folded to `{id}`: numbers, UUIDs, long hex and base64-ish tokens
+/// (`/users/42/orders/9f1c…` → `/users/{id}/orders/{id}`), so one endpoint is one row.
+pub fn path_template(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or("");
+    let fold = |seg: &str| -> bool {
+        if seg.is_empty() {
+            return false;
+        }
+        let digits = seg.bytes().filter(u8::is_ascii_digit).count();
+        let all_digits = digits == seg.len();
+        let hexish = seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let uuid = seg.len() == 36 && seg.bytes().filter(|&b| b == b'-').count() == 4 && hexish;
+        let token = seg.len() >= 20
+            && digits > 0
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        all_digits || uuid || hexish || token
+    };
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if fold(seg) { "{id}" } else { seg });
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +182,9 @@ pub struct Event {
     /// Why, in short sentences.
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// The model called, for LLM traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The body, redacted, when the route or collector logs `full`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -253,8 +292,8 @@ impl Store {
         let tx = conn.transaction()?;
         {
             let mut ev = tx.prepare_cached(
-                "INSERT INTO events (request_id, time_ms, source, route, collector, agent_id, client_ip, method, path, mcp_method, tool, status, decision, risk, latency_ms, reasons, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                "INSERT INTO events (request_id, time_ms, source, route, collector, agent_id, client_ip, method, path, mcp_method, tool, status, decision, risk, latency_ms, reasons, body, path_template, model)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             let mut fi = tx.prepare_cached(
                 "INSERT INTO findings (event_seq, request_id, time_ms, detector, kind, severity, action, location, snippet)
@@ -280,6 +319,8 @@ impl Store {
                     e.latency_ms,
                     reasons,
                     e.body,
+                    e.path.as_deref().map(path_template),
+                    e.model,
                 ])?;
                 let seq = tx.last_insert_rowid();
                 for f in &e.findings {
@@ -311,7 +352,7 @@ impl Store {
     pub fn events(&self, q: &Query) -> Result<Page, StoreError> {
         let limit = q.limit.unwrap_or(50).clamp(1, 500);
         let mut sql = String::from(
-            "SELECT seq, request_id, time_ms, source, route, collector, agent_id, client_ip, method, path, mcp_method, tool, status, decision, risk, latency_ms, reasons, body FROM events e WHERE 1=1",
+            "SELECT seq, request_id, time_ms, source, route, collector, agent_id, client_ip, method, path, mcp_method, tool, status, decision, risk, latency_ms, reasons, body, model FROM events e WHERE 1=1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         let mut push = |clause: &str, v: rusqlite::types::Value| {
@@ -369,6 +410,7 @@ impl Store {
                     latency_ms: r.get(15)?,
                     reasons: serde_json::from_str(&reasons).unwrap_or_default(),
                     body: r.get(17)?,
+                    model: r.get(18)?,
                     findings: Vec::new(),
                 })
             })?
@@ -424,6 +466,98 @@ impl Store {
         let conn = self.conn()?;
         conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
         Ok(())
+    }
+
+    /// What the recorded traffic reveals: endpoints (path templates) with their methods, statuses,
+    /// first and last sight and the personal data they carried; MCP tools per route with their
+    /// call counts; models in use.
+    pub fn inventory(&self) -> Result<serde_json::Value, StoreError> {
+        let conn = self.conn()?;
+        let mut endpoints = Vec::new();
+        let mut stmt = conn.prepare(
+            "SELECT route, method, path_template, COUNT(*), MIN(time_ms), MAX(time_ms),
+                    GROUP_CONCAT(DISTINCT status), GROUP_CONCAT(DISTINCT decision)
+             FROM events WHERE source = 'proxy' AND path_template IS NOT NULL
+             GROUP BY route, method, path_template ORDER BY COUNT(*) DESC LIMIT 1000",
+        )?;
+        let mut pii = conn.prepare_cached(
+            "SELECT DISTINCT f.kind FROM findings f JOIN events e ON e.seq = f.event_seq
+             WHERE f.detector = 'pii' AND e.route IS ?1 AND e.method IS ?2 AND e.path_template IS ?3",
+        )?;
+        let rows: Vec<(
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            i64,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+        )> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (route, method, template, calls, first, last, statuses, decisions) in rows {
+            let kinds: Vec<String> = pii
+                .query_map(params![route, method, template], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let split = |s: Option<String>| -> Vec<String> {
+                s.map(|s| s.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default()
+            };
+            endpoints.push(serde_json::json!({
+                "route": route, "method": method, "path": template, "calls": calls,
+                "first_seen_ms": first, "last_seen_ms": last,
+                "statuses": split(statuses), "decisions": split(decisions), "pii": kinds,
+            }));
+        }
+        let mut tools = Vec::new();
+        let mut stmt = conn.prepare(
+            "SELECT route, tool, COUNT(*), MIN(time_ms), MAX(time_ms),
+                    SUM(CASE WHEN decision IN ('block', 'deny') THEN 1 ELSE 0 END)
+             FROM events WHERE tool IS NOT NULL AND mcp_method = 'tools/call'
+             GROUP BY route, tool ORDER BY COUNT(*) DESC LIMIT 1000",
+        )?;
+        let rows: Vec<(Option<String>, String, i64, i64, i64, i64)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (route, tool, calls, first, last, refused) in rows {
+            tools.push(serde_json::json!({
+                "route": route, "tool": tool, "calls": calls, "refused": refused,
+                "first_seen_ms": first, "last_seen_ms": last,
+            }));
+        }
+        let mut models = Vec::new();
+        let mut stmt = conn.prepare(
+            "SELECT route, model, COUNT(*), MAX(time_ms) FROM events WHERE model IS NOT NULL
+             GROUP BY route, model ORDER BY COUNT(*) DESC LIMIT 1000",
+        )?;
+        let rows: Vec<(Option<String>, String, i64, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        for (route, model, calls, last) in rows {
+            models.push(serde_json::json!({"route": route, "model": model, "calls": calls, "last_seen_ms": last}));
+        }
+        Ok(serde_json::json!({ "endpoints": endpoints, "tools": tools, "models": models }))
     }
 
     /// How many events are stored.

@@ -149,3 +149,67 @@ fn the_writer_batches_and_counts_what_it_drops() {
     assert_eq!(store.count().unwrap_or(0) as u64, writer.written());
     assert_eq!(writer.failed(), 0);
 }
+
+#[test]
+fn paths_fold_their_ids() {
+    assert_eq!(
+        path_template("/users/42/orders/7"),
+        "/users/{id}/orders/{id}"
+    );
+    assert_eq!(
+        path_template("/v1/items/3f2b8c1e-9d4a-4b7e-8c2f-1a2b3c4d5e6f?x=1"),
+        "/v1/items/{id}"
+    );
+    assert_eq!(
+        path_template("/v1/chat/completions"),
+        "/v1/chat/completions"
+    );
+    assert_eq!(
+        path_template("/files/9f86d081884c7d659a2feaa0c55ad015"),
+        "/files/{id}"
+    );
+    assert_eq!(
+        path_template("/sessions/sess_4Jd8slQ02kfD9aaZ03"),
+        "/sessions/{id}"
+    );
+    assert_eq!(
+        path_template("/api/user_preferences_settings"),
+        "/api/user_preferences_settings"
+    );
+    assert_eq!(path_template("/tok/abcDEF123456ghiJKL789"), "/tok/{id}");
+    assert_eq!(path_template(""), "/");
+}
+
+#[test]
+fn inventory_groups_endpoints_tools_and_models() {
+    let store = Store::open(":memory:").unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Vec::new();
+    for i in 0..6 {
+        let mut e = event(i, "api", if i == 0 { "redact" } else { "allow" });
+        e.method = Some("GET".into());
+        e.path = Some(format!("/customers/{}", 100 + i));
+        e.status = Some(200);
+        events.push(e);
+    }
+    let mut call = event(10, "mcp", "deny");
+    call.mcp_method = Some("tools/call".into());
+    call.tool = Some("delete_repo".into());
+    call.model = None;
+    events.push(call);
+    let mut chat = event(11, "openai", "allow");
+    chat.model = Some("gpt-4o".into());
+    events.push(chat);
+    store.write(&events).unwrap_or_else(|e| panic!("{e}"));
+    let inv = store.inventory().unwrap_or_else(|e| panic!("{e}"));
+    let endpoints = inv["endpoints"].as_array().cloned().unwrap_or_default();
+    let customers = endpoints
+        .iter()
+        .find(|e| e["path"] == "/customers/{id}")
+        .unwrap_or_else(|| panic!("{inv}"));
+    assert_eq!(customers["calls"], 6);
+    assert_eq!(customers["method"], "GET");
+    assert_eq!(customers["pii"], serde_json::json!(["us_ssn"]));
+    assert_eq!(inv["tools"][0]["tool"], "delete_repo");
+    assert_eq!(inv["tools"][0]["refused"], 1);
+    assert_eq!(inv["models"][0]["model"], "gpt-4o");
+}
