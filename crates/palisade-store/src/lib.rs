@@ -229,6 +229,19 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// One endpoint row of the inventory query: route, method, template, calls, first and last seen,
+/// statuses and decisions (comma-separated).
+type EndpointRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
 /// The SQLite store.
 #[derive(Debug)]
 pub struct Store {
@@ -484,16 +497,7 @@ impl Store {
             "SELECT DISTINCT f.kind FROM findings f JOIN events e ON e.seq = f.event_seq
              WHERE f.detector = 'pii' AND e.route IS ?1 AND e.method IS ?2 AND e.path_template IS ?3",
         )?;
-        let rows: Vec<(
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            i64,
-            i64,
-            i64,
-            Option<String>,
-            Option<String>,
-        )> = stmt
+        let rows: Vec<EndpointRow> = stmt
             .query_map([], |r| {
                 Ok((
                     r.get(0)?,
