@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 # API keys of the guard API's collectors in the test configuration.
 COLLECTOR_KEY = "e2e-collector-key-0123456789"
 FULL_KEY = "e2e-full-logging-key-0123456789"
+AKTO_KEY = "e2e-akto-plugin-key-0123456789"
 
 
 def free_port():
@@ -107,6 +108,7 @@ routes:
 collectors:
   - {{ name: e2e-gateway, api_key_env: PALISADE_E2E_COLLECTOR_KEY }}
   - {{ name: e2e-full, api_key_env: PALISADE_E2E_FULL_KEY, logging: full }}
+  - {{ name: e2e-akto, api_key_env: PALISADE_E2E_AKTO_KEY, trusted_networks: ['127.0.0.1/32'] }}
 """
         cfg = tmp / "palisade.yaml"
         cfg.write_text(config)
@@ -116,7 +118,8 @@ collectors:
                              stdout=subprocess.DEVNULL, stderr=open(log_path, "w"),
                              env={**os.environ, "PALISADE_LOG": "info",
                                   "PALISADE_E2E_COLLECTOR_KEY": COLLECTOR_KEY,
-                                  "PALISADE_E2E_FULL_KEY": FULL_KEY})
+                                  "PALISADE_E2E_FULL_KEY": FULL_KEY,
+                                  "PALISADE_E2E_AKTO_KEY": AKTO_KEY})
         procs.append(p)
         wait_port(ports["palisade"], p)
         assert httpx.get(f"http://127.0.0.1:{ports['palisade']}/health/ready").status_code == 200

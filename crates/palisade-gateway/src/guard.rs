@@ -38,7 +38,7 @@ use crate::State;
 
 /// Paths the guard API answers; they take precedence over routes.
 pub fn is_guard_path(path: &str) -> bool {
-    path.starts_with("/v1/guard/") || path == "/v1/openapi.json"
+    path.starts_with("/v1/guard/") || path == "/v1/openapi.json" || crate::compat::handles(path)
 }
 
 /// A configured collector, ready to authenticate.
@@ -56,12 +56,15 @@ pub struct Collector {
 #[derive(Debug, Default)]
 pub struct Collectors {
     by_digest: HashMap<[u8; 32], Arc<Collector>>,
+    /// Networks whose keyless calls count as a collector's.
+    trusted: Vec<(String, Arc<Collector>)>,
 }
 
 impl Collectors {
     /// Reads every collector's key (from its environment variable, or its digest as given).
     pub fn from_config(config: &Config) -> Result<Self, String> {
         let mut by_digest = HashMap::new();
+        let mut trusted = Vec::new();
         for c in &config.collectors {
             let digest: [u8; 32] = match (&c.api_key_env, &c.api_key_sha256) {
                 (Some(env), _) => {
@@ -90,6 +93,9 @@ impl Collectors {
                 policy: c.policy.clone(),
                 logging: c.logging,
             });
+            for net in &c.trusted_networks {
+                trusted.push((net.clone(), collector.clone()));
+            }
             if by_digest.insert(digest, collector).is_some() {
                 return Err(format!(
                     "collector `{}` has the same API key as another collector",
@@ -97,11 +103,18 @@ impl Collectors {
                 ));
             }
         }
-        Ok(Collectors { by_digest })
+        Ok(Collectors { by_digest, trusted })
     }
 
-    /// The collector whose key the request carries.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Collector>, GuardError> {
+    /// The collector whose key the request carries; without a key, and only when
+    /// `trust_network` (the compatible endpoints, whose plugins may not send one), the collector
+    /// that trusts the caller's network.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: std::net::IpAddr,
+        trust_network: bool,
+    ) -> Result<Arc<Collector>, GuardError> {
         let key = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -111,8 +124,18 @@ impl Collectors {
             })
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(GuardError::MissingKey)?;
+            .filter(|k| !k.is_empty());
+        let Some(key) = key else {
+            if !trust_network {
+                return Err(GuardError::MissingKey);
+            }
+            return self
+                .trusted
+                .iter()
+                .find(|(net, _)| palisade_policy::config::in_network(net, peer) == Some(true))
+                .map(|(_, c)| c.clone())
+                .ok_or(GuardError::MissingKey);
+        };
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         self.by_digest
             .get(&digest)
@@ -792,16 +815,20 @@ fn json_answer<T: Serialize>(status: StatusCode, value: &T, request_id: &str) ->
 }
 
 /// Answers a guard API call whose body has been read.
+#[allow(clippy::too_many_arguments)]
 pub fn answer(
     state: &State,
     request_id: &str,
+    peer: std::net::IpAddr,
     started: std::time::Instant,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response<Body> {
-    match answer_inner(state, request_id, started, method, path, headers, body) {
+    match answer_inner(
+        state, request_id, peer, started, method, path, headers, body,
+    ) {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(request_id, path, error = %e, "guard call refused");
@@ -814,15 +841,22 @@ pub fn answer(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn answer_inner(
     state: &State,
     request_id: &str,
+    peer: std::net::IpAddr,
     started: std::time::Instant,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response<Body>, GuardError> {
+    if crate::compat::handles(path) {
+        return crate::compat::answer(
+            state, request_id, peer, started, method, path, headers, body,
+        );
+    }
     if path == "/v1/openapi.json" {
         if method != Method::GET {
             return Err(GuardError::Method("GET"));
@@ -838,7 +872,7 @@ fn answer_inner(
     if method != Method::POST {
         return Err(GuardError::Method("POST"));
     }
-    let collector = state.collectors.authenticate(headers)?;
+    let collector = state.collectors.authenticate(headers, peer, false)?;
     match direction {
         Some(d) => {
             let message: Message = parse(body)?;

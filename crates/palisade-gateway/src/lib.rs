@@ -21,6 +21,7 @@ use palisade_policy::config::Config;
 use tokio::net::TcpListener;
 
 pub mod body;
+pub mod compat;
 pub mod error;
 mod govern;
 pub mod guard;

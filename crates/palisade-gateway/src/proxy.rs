@@ -124,7 +124,7 @@ pub(crate) async fn handle(
         return with_ids(json_response(status, &body), &id, "allow");
     }
     if crate::guard::is_guard_path(&path) {
-        return guard_call(&state, &id, req).await;
+        return guard_call(&state, &id, peer.ip(), req).await;
     }
     let target = match route::resolve(&state.config, &path, req.uri().query()) {
         Ok(t) => t,
@@ -190,7 +190,12 @@ pub(crate) async fn handle(
 }
 
 /// A guard API call: read the call (bounded), answer it, log it.
-async fn guard_call(state: &Arc<State>, id: &str, req: Request<Incoming>) -> Response<Body> {
+async fn guard_call(
+    state: &Arc<State>,
+    id: &str,
+    peer: std::net::IpAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, incoming) = req.into_parts();
     let limit = state.config.limits.max_request_body_bytes;
@@ -207,6 +212,7 @@ async fn guard_call(state: &Arc<State>, id: &str, req: Request<Incoming>) -> Res
         crate::guard::answer(
             &state,
             &id_owned,
+            peer,
             started,
             &parts.method,
             &path,

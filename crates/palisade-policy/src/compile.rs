@@ -404,6 +404,15 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
                 format!("no policy called `{}`", c.policy),
             ));
         }
+        for (j, net) in c.trusted_networks.iter().enumerate() {
+            if crate::config::in_network(net, std::net::Ipv4Addr::LOCALHOST.into()).is_none() {
+                return Err((
+                    format!("{at}.trusted_networks[{j}]"),
+                    net.clone(),
+                    format!("`{net}` is not an address or a network such as 10.0.0.0/8"),
+                ));
+            }
+        }
     }
     crate::govern::check(config)?;
     if !config.policies.contains_key(&config.proxy.policy) {

@@ -122,6 +122,40 @@ pub struct CollectorConfig {
     /// What is logged of its traffic: `metadata` (the default) or `full` (bodies too, redacted).
     #[serde(default)]
     pub logging: LoggingLevel,
+    /// Networks (`10.0.0.0/8`, `127.0.0.1`, `fd00::/8`) whose calls without a key to the
+    /// compatible endpoints count as this collector's: for plugins that cannot send a key (Akto's
+    /// Kong plugin). The native guard API always needs a key, and a call with a key is always
+    /// judged by its key.
+    #[serde(default)]
+    pub trusted_networks: Vec<String>,
+}
+
+/// Whether `ip` is in `net` (`a.b.c.d/len`, `v6::/len` or a single address). `None` when `net`
+/// is not a network.
+pub fn in_network(net: &str, ip: std::net::IpAddr) -> Option<bool> {
+    let (addr, len) = match net.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u32>().ok()?)),
+        None => (net, None),
+    };
+    let base: std::net::IpAddr = addr.trim().parse().ok()?;
+    let (b, i, bits): (u128, u128, u32) = match (base, ip) {
+        (std::net::IpAddr::V4(b), std::net::IpAddr::V4(i)) => {
+            (u32::from(b).into(), u32::from(i).into(), 32)
+        }
+        (std::net::IpAddr::V6(b), std::net::IpAddr::V6(i)) => (b.into(), i.into(), 128),
+        (std::net::IpAddr::V4(_), std::net::IpAddr::V6(i)) => match i.to_ipv4_mapped() {
+            Some(v4) => return in_network(net, std::net::IpAddr::V4(v4)),
+            None => return Some(false),
+        },
+        (std::net::IpAddr::V6(_), std::net::IpAddr::V4(_)) => return Some(false),
+    };
+    let len = len.unwrap_or(bits);
+    if len > bits {
+        return None;
+    }
+    let shift = bits - len;
+    let mask = if shift >= 128 { 0 } else { u128::MAX << shift };
+    Some((b & mask) == (i & mask))
 }
 
 /// How much of an exchange is logged.

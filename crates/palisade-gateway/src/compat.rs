@@ -1,0 +1,216 @@
+//! Endpoints that speak existing gateway plugins' wire formats, so those plugins work unchanged
+//! against Palisade. Each call is judged by [`crate::guard::judge`], the same path as the native
+//! guard API, and answered in the plugin's own shape.
+//!
+//! **Akto's Kong plugin** (`akto-mcp-endpoint-shield`): `POST /process/request`,
+//! `/process/response` and `/process/both`. The plugin posts `request_body` (the raw body as a
+//! string), `request_headers` (Kong's header table: a string or a list of strings per name),
+//! `query_params`, `ip`, `method`, `endpoint` (the path) and `mode`; for a response also
+//! `response_body`, `response_headers` and `status_code`. It reads `is_blocked`,
+//! `blocked_response` (a JSON object it answers the client with, status 403) and
+//! `modified_payload` (the body to forward instead, when not empty); `/process/both` answers
+//! `request_result`, `response_result` and `total_time_ms`. The plugin fails open on any status
+//! but 200, so a refused call says so in its log, never silently.
+//!
+//! The stock plugin sends no key: a collector's `trusted_networks` admit its keyless calls from
+//! the gateway's addresses; any other keyless call is refused with 401.
+
+use std::collections::BTreeMap;
+
+use http::header::HeaderMap;
+use http::{Method, Response, StatusCode};
+use palisade_policy::Direction;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::body::Body;
+use crate::guard::{GuardError, Message, Metadata, Verdict};
+use crate::State;
+
+/// Whether `path` is a compatible endpoint.
+pub fn handles(path: &str) -> bool {
+    matches!(
+        path,
+        "/process/request" | "/process/response" | "/process/both"
+    )
+}
+
+/// A call from Akto's Kong plugin.
+#[derive(Debug, Deserialize)]
+struct AktoCall {
+    #[serde(default)]
+    request_body: Option<String>,
+    #[serde(default)]
+    request_headers: BTreeMap<String, Value>,
+    #[serde(default)]
+    query_params: Option<Value>,
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    mode: Option<String>,
+    #[serde(default)]
+    response_body: Option<String>,
+    #[serde(default)]
+    response_headers: BTreeMap<String, Value>,
+    #[serde(default)]
+    status_code: Option<u16>,
+}
+
+/// Kong's header table: a value is a string, or a list of strings for a repeated header.
+fn headers(table: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
+    table
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.to_ascii_lowercase(), v))
+        })
+        .collect()
+}
+
+/// `query_params` as a query string: Kong gives a table (a string or a list per name), or the
+/// plugin may send the raw string.
+fn query(q: &Option<Value>) -> Option<String> {
+    match q {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.trim_start_matches('?').to_owned()),
+        Some(Value::Object(map)) if !map.is_empty() => Some(
+            map.iter()
+                .flat_map(|(k, v)| match v {
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| format!("{k}={}", i.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>(),
+                    Value::String(s) => vec![format!("{k}={s}")],
+                    Value::Bool(true) => vec![k.clone()],
+                    other => vec![format!("{k}={other}")],
+                })
+                .collect::<Vec<_>>()
+                .join("&"),
+        ),
+        _ => None,
+    }
+}
+
+/// One side's answer in the plugin's shape.
+fn result(v: &Verdict) -> Value {
+    let blocked_response = v.blocked.as_ref().map(|b| {
+        // The plugin answers the client with this object as JSON (status 403).
+        serde_json::from_str::<Value>(&b.body).unwrap_or_else(|_| json!({ "error": b.body }))
+    });
+    json!({
+        "is_blocked": !v.allowed,
+        "blocked_response": blocked_response,
+        "modified_payload": v.body.clone().unwrap_or_default(),
+        "action": v.action,
+        "risk_score": v.risk_score,
+        "reasons": v.reasons,
+        "request_id": v.request_id,
+    })
+}
+
+/// Answers a compatible endpoint's call.
+#[allow(clippy::too_many_arguments)]
+pub fn answer(
+    state: &State,
+    request_id: &str,
+    peer: std::net::IpAddr,
+    started: std::time::Instant,
+    method: &Method,
+    path: &str,
+    hdrs: &HeaderMap,
+    body: &[u8],
+) -> Result<Response<Body>, GuardError> {
+    if method != Method::POST {
+        return Err(GuardError::Method("POST"));
+    }
+    let collector = state.collectors.authenticate(hdrs, peer, true)?;
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(GuardError::BadRequest(
+            "the body must be a JSON object (the plugin's call)".into(),
+        ));
+    }
+    let call: AktoCall = crate::guard::parse(body)?;
+    let request = Message {
+        method: call.method.clone(),
+        path: call.endpoint.clone(),
+        query: query(&call.query_params),
+        headers: headers(&call.request_headers),
+        body: call.request_body.clone(),
+        client_ip: call.ip.clone(),
+        ..Message::default()
+    };
+    let mcp_method = call
+        .request_body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .and_then(|v| v.get("method").and_then(Value::as_str).map(str::to_owned));
+    let response = || Message {
+        method: call.method.clone(),
+        path: call.endpoint.clone(),
+        headers: headers(&call.response_headers),
+        body: call.response_body.clone(),
+        status: call.status_code,
+        client_ip: call.ip.clone(),
+        mcp_method: mcp_method.clone(),
+        ..Message::default()
+    };
+    let none = Metadata::default();
+    let judge = |d, m: &Message| crate::guard::judge(state, &collector, request_id, d, m, &none);
+    let answer = match path {
+        "/process/request" => result(&judge(Direction::Request, &request)?),
+        "/process/response" => {
+            if call.response_body.is_none() {
+                return Err(GuardError::BadRequest(
+                    "field `response_body`: required by /process/response".into(),
+                ));
+            }
+            result(&judge(Direction::Response, &response())?)
+        }
+        _ => {
+            let req = judge(Direction::Request, &request)?;
+            let resp = match &call.response_body {
+                Some(_) => Some(result(&judge(Direction::Response, &response())?)),
+                None => None,
+            };
+            json!({
+                "request_result": result(&req),
+                "response_result": resp,
+                "total_time_ms": started.elapsed().as_secs_f64() * 1000.0,
+            })
+        }
+    };
+    let decision = if answer["is_blocked"] == true
+        || answer["request_result"]["is_blocked"] == true
+        || answer["response_result"]["is_blocked"] == true
+    {
+        "block"
+    } else {
+        "allow"
+    };
+    palisade_engine::metrics::request(
+        &format!("guard:{}", collector.name),
+        decision,
+        started.elapsed(),
+    );
+    let mut r = Response::new(crate::body::full(answer.to_string()));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
