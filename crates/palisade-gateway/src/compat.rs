@@ -27,12 +27,114 @@ use crate::body::Body;
 use crate::guard::{GuardError, Message, Metadata, Verdict};
 use crate::State;
 
+/// Where Envoy's HTTP `ext_authz` filter is pointed (`path_prefix`); Envoy appends the original
+/// request's path.
+pub const EXT_AUTHZ: &str = "/v1/guard/ext_authz";
+
 /// Whether `path` is a compatible endpoint.
 pub fn handles(path: &str) -> bool {
     matches!(
         path,
         "/process/request" | "/process/response" | "/process/both"
-    )
+    ) || path == EXT_AUTHZ
+        || path.starts_with("/v1/guard/ext_authz/")
+}
+
+/// Envoy's HTTP `ext_authz` check: Envoy sends the original request's method, its path after
+/// [`EXT_AUTHZ`], the headers it is configured to forward and, with `with_request_body`, the
+/// body. 200 lets the request through (the `x-palisade-*` headers can be passed upstream with
+/// `allowed_upstream_headers`); any other status is what the client gets, with its body. An
+/// `ext_authz` server cannot rewrite the body, so a verdict of `redact` is answered 403: the
+/// data that would have been masked never reaches the upstream.
+#[allow(clippy::too_many_arguments)]
+fn ext_authz(
+    state: &State,
+    request_id: &str,
+    peer: std::net::IpAddr,
+    started: std::time::Instant,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    hdrs: &HeaderMap,
+    body: &[u8],
+) -> Result<Response<Body>, GuardError> {
+    let collector = state.collectors.authenticate_from(hdrs, peer, true, true)?;
+    let original = path
+        .strip_prefix(EXT_AUTHZ)
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    let headers: BTreeMap<String, String> = hdrs
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "x-palisade-key" | "content-length"))
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let message = Message {
+        method: Some(method.as_str().to_owned()),
+        path: Some(original.to_owned()),
+        query: query.map(str::to_owned),
+        headers,
+        body: (!body.is_empty()).then(|| String::from_utf8_lossy(body).into_owned()),
+        client_ip: hdrs
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned()),
+        ..Message::default()
+    };
+    let v = crate::guard::judge(
+        state,
+        &collector,
+        request_id,
+        Direction::Request,
+        &message,
+        &Metadata::default(),
+    )?;
+    let (status, body, decision) = match (v.allowed, v.action.as_str(), &v.blocked) {
+        (true, "allow", _) => (StatusCode::OK, String::new(), "allow"),
+        // Envoy lets a 200 through, so a block is never 200, even where the protocol's own
+        // block answer is (an MCP JSON-RPC error): 403 with the same body.
+        (false, _, Some(b)) => (
+            StatusCode::from_u16(b.status)
+                .ok()
+                .filter(|s| !s.is_success())
+                .unwrap_or(StatusCode::FORBIDDEN),
+            b.body.clone(),
+            "block",
+        ),
+        _ => (
+            StatusCode::FORBIDDEN,
+            json!({"error": {
+                "code": "palisade_redaction_required",
+                "message": "blocked by Palisade: the body holds data the policy redacts, and ext_authz cannot rewrite bodies",
+                "request_id": v.request_id,
+                "reasons": v.reasons,
+            }})
+            .to_string(),
+            "block",
+        ),
+    };
+    palisade_engine::metrics::request(
+        &format!("guard:{}", collector.name),
+        decision,
+        started.elapsed(),
+    );
+    let mut r = Response::new(crate::body::full(body));
+    *r.status_mut() = status;
+    if status != StatusCode::OK {
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    for (k, val) in &v.headers {
+        if let (Ok(k), Ok(val)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(val),
+        ) {
+            r.headers_mut().insert(k, val);
+        }
+    }
+    Ok(r)
 }
 
 /// A call from Akto's Kong plugin.
@@ -84,7 +186,7 @@ fn headers(table: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
 
 /// `query_params` as a query string: Kong gives a table (a string or a list per name), or the
 /// plugin may send the raw string.
-fn query(q: &Option<Value>) -> Option<String> {
+fn query_string(q: &Option<Value>) -> Option<String> {
     match q {
         Some(Value::String(s)) if !s.is_empty() => Some(s.trim_start_matches('?').to_owned()),
         Some(Value::Object(map)) if !map.is_empty() => Some(
@@ -131,9 +233,15 @@ pub fn answer(
     started: std::time::Instant,
     method: &Method,
     path: &str,
+    query: Option<&str>,
     hdrs: &HeaderMap,
     body: &[u8],
 ) -> Result<Response<Body>, GuardError> {
+    if path == EXT_AUTHZ || path.starts_with("/v1/guard/ext_authz/") {
+        return ext_authz(
+            state, request_id, peer, started, method, path, query, hdrs, body,
+        );
+    }
     if method != Method::POST {
         return Err(GuardError::Method("POST"));
     }
@@ -147,7 +255,7 @@ pub fn answer(
     let request = Message {
         method: call.method.clone(),
         path: call.endpoint.clone(),
-        query: query(&call.query_params),
+        query: query_string(&call.query_params),
         headers: headers(&call.request_headers),
         body: call.request_body.clone(),
         client_ip: call.ip.clone(),

@@ -115,16 +115,36 @@ impl Collectors {
         peer: std::net::IpAddr,
         trust_network: bool,
     ) -> Result<Arc<Collector>, GuardError> {
-        let key = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
+        self.authenticate_from(headers, peer, trust_network, false)
+    }
+
+    /// As [`Collectors::authenticate`]; with `own_header_only`, the key is read from
+    /// `x-palisade-key` alone (Envoy's `ext_authz` forwards the client's own `Authorization`,
+    /// which is not a collector's key).
+    pub fn authenticate_from(
+        &self,
+        headers: &HeaderMap,
+        peer: std::net::IpAddr,
+        trust_network: bool,
+        own_header_only: bool,
+    ) -> Result<Arc<Collector>, GuardError> {
+        let own = headers.get("x-palisade-key").and_then(|v| v.to_str().ok());
+        let key = if own_header_only {
+            own
+        } else {
+            own.or_else(|| {
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
             })
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-            .map(str::trim)
-            .filter(|k| !k.is_empty());
+        }
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
         let Some(key) = key else {
             if !trust_network {
                 return Err(GuardError::MissingKey);
@@ -823,11 +843,12 @@ pub fn answer(
     started: std::time::Instant,
     method: &Method,
     path: &str,
+    query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response<Body> {
     match answer_inner(
-        state, request_id, peer, started, method, path, headers, body,
+        state, request_id, peer, started, method, path, query, headers, body,
     ) {
         Ok(r) => r,
         Err(e) => {
@@ -849,12 +870,13 @@ fn answer_inner(
     started: std::time::Instant,
     method: &Method,
     path: &str,
+    query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response<Body>, GuardError> {
     if crate::compat::handles(path) {
         return crate::compat::answer(
-            state, request_id, peer, started, method, path, headers, body,
+            state, request_id, peer, started, method, path, query, headers, body,
         );
     }
     if path == "/v1/openapi.json" {

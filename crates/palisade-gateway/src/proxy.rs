@@ -208,6 +208,7 @@ async fn guard_call(
     let state = state.clone();
     let id_owned = id.to_owned();
     let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
     let answer = move || {
         crate::guard::answer(
             &state,
@@ -216,6 +217,7 @@ async fn guard_call(
             started,
             &parts.method,
             &path,
+            query.as_deref(),
             &parts.headers,
             &body,
         )
