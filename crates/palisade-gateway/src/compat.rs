@@ -38,6 +38,171 @@ pub fn handles(path: &str) -> bool {
         "/process/request" | "/process/response" | "/process/both"
     ) || path == EXT_AUTHZ
         || path.starts_with("/v1/guard/ext_authz/")
+        || path == "/api/http-proxy"
+}
+
+/// Akto's ingestion format: `POST /api/http-proxy?akto_connector=…&guardrails=true&
+/// response_guardrails=true&ingest_data=true`, a flat JSON record of strings (`path`,
+/// `requestHeaders` and `responseHeaders` as JSON text, `method`, `requestPayload`,
+/// `responsePayload`, `ip`, `time`, `statusCode`, …). `guardrails` judges the request,
+/// `response_guardrails` the response; the answer is `{"success", "message", "data":
+/// {"guardrailsResult": {"Allowed", "Modified", "ModifiedPayload", "Reason", "Behaviour",
+/// "Metadata"}}}`, where `Behaviour` is `block`, `modify` or `allow` and the payload is the
+/// judged side's, redacted. Every call is recorded (what `ingest_data` asks for).
+#[allow(clippy::too_many_arguments)]
+fn akto_ingest(
+    state: &State,
+    request_id: &str,
+    peer: std::net::IpAddr,
+    started: std::time::Instant,
+    method: &Method,
+    query: Option<&str>,
+    hdrs: &HeaderMap,
+    body: &[u8],
+) -> Result<Response<Body>, GuardError> {
+    if method != Method::POST {
+        return Err(GuardError::Method("POST"));
+    }
+    let collector = state.collectors.authenticate(hdrs, peer, true)?;
+    let flag = |name: &str| {
+        query.is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv.eq_ignore_ascii_case(&format!("{name}=true")))
+        })
+    };
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(GuardError::BadRequest(
+            "the body must be a JSON object (one record)".into(),
+        ));
+    }
+    let record: BTreeMap<String, Value> = crate::guard::parse(body)?;
+    let text = |k: &str| -> Result<Option<String>, GuardError> {
+        match record.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(GuardError::BadRequest(format!(
+                "field `{k}`: expected a string (nested JSON is sent as text)"
+            ))),
+        }
+    };
+    let header_map = |k: &str| -> Result<BTreeMap<String, String>, GuardError> {
+        let Some(raw) = text(k)? else {
+            return Ok(BTreeMap::new());
+        };
+        let table: BTreeMap<String, Value> = serde_json::from_str(&raw)
+            .map_err(|e| GuardError::BadRequest(format!("field `{k}`: not a JSON object: {e}")))?;
+        Ok(headers(&table))
+    };
+    let path_full = text("path")?.unwrap_or_else(|| "/".into());
+    let (path, q) = match path_full.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (path_full.clone(), None),
+    };
+    let request_payload = text("requestPayload")?;
+    let request = Message {
+        method: text("method")?,
+        path: Some(path.clone()),
+        query: q,
+        headers: header_map("requestHeaders")?,
+        body: request_payload.clone().filter(|b| !b.is_empty()),
+        client_ip: text("ip")?,
+        ..Message::default()
+    };
+    let mcp_method = request_payload
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .and_then(|v| v.get("method").and_then(Value::as_str).map(str::to_owned));
+    let response = Message {
+        method: request.method.clone(),
+        path: Some(path),
+        headers: header_map("responseHeaders")?,
+        body: text("responsePayload")?.filter(|b| !b.is_empty()),
+        status: text("statusCode")?.and_then(|s| s.parse().ok()),
+        client_ip: request.client_ip.clone(),
+        mcp_method,
+        ..Message::default()
+    };
+    let none = Metadata::default();
+    let judge = |d, m: &Message| crate::guard::judge(state, &collector, request_id, d, m, &none);
+    // Without either flag the record is ingested (judged and recorded) and the answer allows.
+    let check_request = flag("guardrails") || !flag("response_guardrails");
+    let req = if check_request || flag("ingest_data") {
+        Some(judge(Direction::Request, &request)?)
+    } else {
+        None
+    };
+    let resp = if flag("response_guardrails") || (flag("ingest_data") && response.body.is_some()) {
+        Some(judge(Direction::Response, &response)?)
+    } else {
+        None
+    };
+    // The verdict reported: the request's when guardrails were asked for it and it did not
+    // pass, else the response's when asked for, else the request's.
+    let judged: Option<&Verdict> = match (&req, &resp) {
+        (Some(r), _) if flag("guardrails") && r.action != "allow" => Some(r),
+        (_, Some(r)) if flag("response_guardrails") => Some(r),
+        (Some(r), _) if flag("guardrails") => Some(r),
+        _ => None,
+    };
+    let (allowed, modified, payload, reason, behaviour, risk, rid) = match judged {
+        Some(v) => (
+            v.allowed,
+            v.action == "redact",
+            v.body.clone().unwrap_or_default(),
+            v.reasons.join("; "),
+            match v.action.as_str() {
+                "block" => "block",
+                "redact" => "modify",
+                _ => "allow",
+            },
+            v.risk_score,
+            v.request_id.clone(),
+        ),
+        None => (
+            true,
+            false,
+            String::new(),
+            String::new(),
+            "allow",
+            0,
+            request_id.to_owned(),
+        ),
+    };
+    palisade_engine::metrics::request(
+        &format!("guard:{}", collector.name),
+        if !allowed {
+            "block"
+        } else if modified {
+            "redact"
+        } else {
+            "allow"
+        },
+        started.elapsed(),
+    );
+    let answer = json!({
+        "success": true,
+        "message": if allowed { "ingested" } else { "blocked by guardrails" },
+        "data": { "guardrailsResult": {
+            "Allowed": allowed,
+            "Modified": modified,
+            "ModifiedPayload": payload,
+            "Reason": reason,
+            "Behaviour": behaviour,
+            "Metadata": {
+                "request_id": rid,
+                "risk_score": risk,
+                "collector": collector.name,
+                "connector": query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("akto_connector="))).unwrap_or(""),
+            },
+        }},
+    });
+    let mut r = Response::new(crate::body::full(answer.to_string()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 /// Envoy's HTTP `ext_authz` check: Envoy sends the original request's method, its path after
@@ -237,6 +402,9 @@ pub fn answer(
     hdrs: &HeaderMap,
     body: &[u8],
 ) -> Result<Response<Body>, GuardError> {
+    if path == "/api/http-proxy" {
+        return akto_ingest(state, request_id, peer, started, method, query, hdrs, body);
+    }
     if path == EXT_AUTHZ || path.starts_with("/v1/guard/ext_authz/") {
         return ext_authz(
             state, request_id, peer, started, method, path, query, hdrs, body,
