@@ -39,6 +39,129 @@ pub fn handles(path: &str) -> bool {
     ) || path == EXT_AUTHZ
         || path.starts_with("/v1/guard/ext_authz/")
         || path == "/api/http-proxy"
+        || path == "/v1/guard_chat_completions"
+}
+
+/// CrowdStrike AIDR's guard API, as its Kong plugins (`crowdstrike-aidr-request`, `-response`)
+/// call it: `POST /v1/guard_chat_completions` with a bearer key, `event_type` (`input` for a
+/// request, `output` for a response), `guard_input.messages` (chat messages, `role` and
+/// `content`) and metadata (`source_ip`, `app_id`, `user_id`, `tenant_id`, `llm_provider`,
+/// `model`, …). The answer carries `result.blocked`, `result.transformed` and
+/// `result.guard_output.messages` (the messages with redactions applied), and a `summary`.
+fn aidr(
+    state: &State,
+    request_id: &str,
+    peer: std::net::IpAddr,
+    started: std::time::Instant,
+    method: &Method,
+    hdrs: &HeaderMap,
+    body: &[u8],
+) -> Result<Response<Body>, GuardError> {
+    if method != Method::POST {
+        return Err(GuardError::Method("POST"));
+    }
+    // The AIDR plugins always send their key: no network is trusted here.
+    let collector = state.collectors.authenticate(hdrs, peer, false)?;
+    #[derive(Deserialize)]
+    struct GuardInput {
+        messages: Vec<Value>,
+    }
+    #[derive(Deserialize)]
+    struct Call {
+        event_type: String,
+        guard_input: GuardInput,
+        #[serde(default)]
+        source_ip: Option<String>,
+        #[serde(default)]
+        app_id: Option<String>,
+        #[serde(default)]
+        user_id: Option<String>,
+        #[serde(default)]
+        tenant_id: Option<String>,
+        #[serde(default)]
+        llm_provider: Option<String>,
+        #[serde(default)]
+        model: Option<String>,
+    }
+    let call: Call = crate::guard::parse(body)?;
+    let (direction, doc) = match call.event_type.as_str() {
+        "input" => (
+            Direction::Request,
+            json!({ "messages": call.guard_input.messages }),
+        ),
+        "output" => (
+            Direction::Response,
+            json!({ "choices": call.guard_input.messages.iter().enumerate()
+                .map(|(i, m)| json!({ "index": i, "message": m }))
+                .collect::<Vec<_>>() }),
+        ),
+        other => {
+            return Err(GuardError::BadRequest(format!(
+                "field `event_type`: `{other}` is neither `input` nor `output`"
+            )))
+        }
+    };
+    let message = Message {
+        body: Some(doc.to_string()),
+        client_ip: call.source_ip.clone(),
+        protocol: crate::guard::ProtocolHint::Openai,
+        metadata: Metadata {
+            app_id: call.app_id,
+            user_id: call.user_id,
+            tenant_id: call.tenant_id,
+            provider: call.llm_provider,
+            model: call.model,
+            ..Metadata::default()
+        },
+        ..Message::default()
+    };
+    let v = crate::guard::judge(
+        state,
+        &collector,
+        request_id,
+        direction,
+        &message,
+        &Metadata::default(),
+    )?;
+    let transformed = v.action == "redact";
+    let messages: Vec<Value> = match v.body.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(new)) if transformed => match direction {
+            Direction::Request => new["messages"].as_array().cloned().unwrap_or_default(),
+            Direction::Response => new["choices"]
+                .as_array()
+                .map(|c| c.iter().map(|x| x["message"].clone()).collect())
+                .unwrap_or_default(),
+        },
+        _ => call.guard_input.messages,
+    };
+    palisade_engine::metrics::request(
+        &format!("guard:{}", collector.name),
+        match v.action.as_str() {
+            "block" => "block",
+            "redact" => "redact",
+            _ => "allow",
+        },
+        started.elapsed(),
+    );
+    let answer = json!({
+        "request_id": v.request_id,
+        "status": "Success",
+        "summary": if v.reasons.is_empty() { "no detections".to_owned() } else { v.reasons.join("; ") },
+        "result": {
+            "blocked": !v.allowed,
+            "transformed": transformed,
+            "guard_output": { "messages": messages },
+            "detectors": v.findings.iter().map(|f| json!({
+                "detector": f.detector, "kind": f.kind, "action": f.action, "location": f.location,
+            })).collect::<Vec<_>>(),
+        },
+    });
+    let mut r = Response::new(crate::body::full(answer.to_string()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 /// Akto's ingestion format: `POST /api/http-proxy?akto_connector=…&guardrails=true&
@@ -402,6 +525,9 @@ pub fn answer(
     hdrs: &HeaderMap,
     body: &[u8],
 ) -> Result<Response<Body>, GuardError> {
+    if path == "/v1/guard_chat_completions" {
+        return aidr(state, request_id, peer, started, method, hdrs, body);
+    }
     if path == "/api/http-proxy" {
         return akto_ingest(state, request_id, peer, started, method, query, hdrs, body);
     }
