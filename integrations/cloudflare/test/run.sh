@@ -20,7 +20,10 @@ fi
 
 cd "$module"
 npm ci --no-audit --no-fund --loglevel=error
-npx tsc -p tsconfig.json
+# Type-check and compile the module; bundle the example Worker as `wrangler deploy` would, which
+# also validates wrangler.jsonc (no account is contacted with --dry-run). The tests run that bundle.
+npx --no-install tsc -p tsconfig.json
+WRANGLER_SEND_METRICS=false npx --no-install wrangler deploy --dry-run --outdir dist/bundle
 
 work=$(mktemp -d)
 pid=

@@ -1,4 +1,4 @@
-// The example Worker (example/worker.ts, compiled to dist/) running in workerd through Miniflare,
+// The example Worker (example/worker.ts, bundled by wrangler into dist/bundle/) running in workerd through Miniflare,
 // in front of a recording upstream, judged by a real Palisade (PALISADE_URL, PALISADE_KEY; see
 // run.sh). A small counting proxy sits between the Worker and Palisade so the tests can see
 // which guard calls were made and what Palisade answered; its /slow/ prefix adds 300 ms.
@@ -84,8 +84,8 @@ before(async () => {
   const dead = await deadPort();
   const base = {
     modules: true,
-    scriptPath: path.join(here, "..", "dist", "example", "worker.js"),
-    modulesRules: [{ type: "ESModule", include: ["**/*.js"] }],
+    // The bundle `wrangler deploy --dry-run` made from wrangler.jsonc (see run.sh).
+    scriptPath: path.join(here, "..", "dist", "bundle", "worker.js"),
     compatibilityDate: "2026-04-01",
   };
   const vars = (extra) => ({
