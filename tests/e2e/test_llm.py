@@ -28,6 +28,19 @@ def test_openai_stream_ssn_split_across_chunks_is_masked(palisade):
     assert text == "Your record: SSN ***-**-1120, card on file ends 4242."
 
 
+def test_a_stream_asked_for_without_a_json_label_is_still_inspected(palisade):
+    """`curl -d` labels a JSON body application/x-www-form-urlencoded: the request is still read
+    as JSON, and the streamed answer as the route's protocol."""
+    import httpx, json
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "What is on file?"}]})
+    with httpx.stream("POST", f"{palisade.base}/openai/v1/chat/completions", content=body,
+                      headers={"content-type": "application/x-www-form-urlencoded"}, timeout=10) as r:
+        raw = b"".join(r.iter_bytes()).decode()
+    said = "".join(json.loads(l[6:])["choices"][0]["delta"].get("content") or ""
+                   for l in raw.splitlines() if l.startswith("data: {") and json.loads(l[6:]).get("choices"))
+    assert said == "Your record: SSN ***-**-1120, card on file ends 4242.", said
+
+
 def test_openai_injection_is_blocked_as_an_api_error(palisade):
     for stream in (False, True):
         with pytest.raises(openai.PermissionDeniedError) as e:

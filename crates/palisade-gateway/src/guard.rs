@@ -493,7 +493,7 @@ pub fn judge(
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.as_str());
-    let protocol = read_as(message.protocol.into(), content_type);
+    let protocol = read_as(message.protocol.into(), content_type, &body);
 
     let mut findings = Vec::new();
     let mut reasons = Vec::new();
@@ -610,9 +610,13 @@ pub fn judge(
 }
 
 /// How to read a body: a JSON protocol's body labelled as something else is text.
-pub fn read_as(protocol: Protocol, content_type: Option<&str>) -> Protocol {
+///
+/// A body that opens like JSON (`{` or `[`) is read with the protocol whatever its label:
+/// clients such as `curl -d` send JSON labelled `application/x-www-form-urlencoded`.
+pub fn read_as(protocol: Protocol, content_type: Option<&str>, body: &[u8]) -> Protocol {
     let labelled_other = content_type.is_some_and(|ct| !ct.to_ascii_lowercase().contains("json"));
-    if protocol != Protocol::Text && labelled_other {
+    let looks_json = matches!(body.trim_ascii_start().first(), Some(b'{' | b'['));
+    if protocol != Protocol::Text && labelled_other && !looks_json {
         Protocol::Text
     } else {
         protocol

@@ -304,12 +304,13 @@ fn is_textual(headers: &HeaderMap) -> bool {
 /// The protocol to read a body with: a JSON protocol's body labelled as something else (an MCP
 /// server's `202 Accepted` in text/plain, an HTML error page from a load balancer) is read as
 /// text, not refused as broken JSON.
-fn body_protocol(protocol: Protocol, headers: &HeaderMap) -> Protocol {
+fn body_protocol(protocol: Protocol, headers: &HeaderMap, body: &[u8]) -> Protocol {
     crate::guard::read_as(
         protocol,
         headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
+        body,
     )
 }
 
@@ -538,7 +539,7 @@ async fn enforce(
             state.inspector.clone(),
             target.policy.clone(),
             Direction::Request,
-            body_protocol(target.protocol, &parts.headers),
+            body_protocol(target.protocol, &parts.headers, &body),
             body.clone(),
             None,
         )
@@ -597,7 +598,12 @@ async fn enforce(
                 meta,
             } => {
                 if let Some(m) = meta {
-                    protocol = m.protocol.unwrap_or(protocol);
+                    // A request read as plain text says nothing of how the answer is framed:
+                    // the route's protocol still reads the response.
+                    protocol = m
+                        .protocol
+                        .filter(|p| *p != Protocol::Text)
+                        .unwrap_or(protocol);
                     req_method = m.method;
                     mcp_id = m.id;
                 }
@@ -769,7 +775,7 @@ async fn enforce(
             state.inspector.clone(),
             target.policy.clone(),
             Direction::Response,
-            body_protocol(protocol, &rparts.headers),
+            body_protocol(protocol, &rparts.headers, &rbytes),
             rbytes.clone(),
             req_method.clone(),
         )

@@ -288,3 +288,46 @@ fn a_blocked_mcp_message_is_answered_alone_and_the_session_goes_on() {
         );
     }
 }
+
+#[test]
+fn a_value_split_across_many_events_of_one_read_is_redacted() {
+    let cfg = CompiledConfig::new(&palisade_policy::load::default_config())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = cfg
+        .policy("default")
+        .unwrap_or_else(|| panic!("no default policy"));
+    let answer =
+        "Customer 42 is Jane Doe. Her SSN is 078-05-1120 and her card is 4111 1111 1111 1111.";
+    let chars: Vec<char> = answer.chars().collect();
+    let mut input: String = chars
+        .chunks(5)
+        .map(|c| openai_chunk(&c.iter().collect::<String>()))
+        .collect();
+    input.push_str("data: [DONE]\n\n");
+    for chunk in [input.len(), 64, 7] {
+        let (out, blocked) = run(
+            p,
+            Protocol::Openai,
+            input.as_bytes(),
+            chunk,
+            StreamLimits::default(),
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(!blocked);
+        let said: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert!(!said.contains("078-05-1120"), "chunk {chunk}: {said}");
+        assert!(
+            !said.contains("4111 1111 1111 1111"),
+            "chunk {chunk}: {said}"
+        );
+    }
+}
