@@ -97,6 +97,15 @@ describe("blocking mode, request", function()
     assert.is_true(rec.cleared["accept-encoding"])
   end)
 
+  it("accepts unset optional fields as Kong hands them over (JSON null)", function()
+    local handler, rec = h.setup({ body = "hi" }, { ["/v1/guard/request"] = { h.verdict("allow") } })
+    handler:access(h.config({ metadata = cjson.null, metadata_headers = cjson.null, policy = cjson.null }))
+    assert.equal(1, #rec.calls)
+    assert.same({}, rec.calls[1].payload.metadata)
+    assert.is_nil(rec.calls[1].payload.policy)
+    assert.same({}, rec.exits)
+  end)
+
   it("answers the client with Palisade's blocked answer", function()
     local blocked = { status = 403, headers = { ["content-type"] = "application/json" },
                       body = '{"error":{"code":"palisade_blocked"}}' }

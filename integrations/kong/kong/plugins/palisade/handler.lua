@@ -131,7 +131,7 @@ end
 
 local function metadata(conf)
   local md = {}
-  local static = conf.metadata or {}
+  local static = value(conf.metadata) or {}
   for _, field in ipairs(METADATA_FIELDS) do
     md[field] = value(static[field])
   end

@@ -106,7 +106,6 @@ return {
           { metadata = {
               description = "Fixed metadata sent with every call.",
               type = "record",
-              required = true,
               fields = static_metadata(),
           } },
           { metadata_headers = {
