@@ -16,7 +16,7 @@ palisade=${PALISADE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/palisade}
 
 say() { printf '\n==> %s\n' "$*"; }
 
-packages=(nginx libnginx-mod-http-lua lua-busted luajit2 lua-cjson lua-resty-core lua-resty-lrucache openssl python3 curl)
+packages=(nginx libnginx-mod-http-lua lua-busted lua-check luajit2 lua-cjson lua-resty-core lua-resty-lrucache openssl python3 curl)
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   missing=()
   for p in "${packages[@]}"; do
@@ -28,6 +28,9 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
+
+say "luacheck"
+(cd "$plugin" && luacheck --no-color --quiet .)
 
 say "busted specs (stubbed PDK)"
 (cd "$plugin" && busted --lua=luajit --output=plainTerminal spec)
