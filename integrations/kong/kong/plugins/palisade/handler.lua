@@ -248,23 +248,25 @@ local function rewritten_body(verdict)
   return nil
 end
 
--- Reads the client's body within the limit: the body, or nil and whether it was too large.
+-- Reads the client's body within the limit: the body, or nil and why it could not be read.
+-- Kong 3.8 and later read a body nginx spilled to a file (the argument); earlier versions
+-- cannot, so there a body larger than `client_body_buffer_size` is unreadable.
 local function request_body(conf)
   local body, err = kong.request.get_raw_body(conf.max_body_bytes)
   if body == nil then
-    return nil, true, err
+    return nil, err or "the body could not be read"
   end
   if #body > conf.max_body_bytes then
-    return nil, true
+    return nil, "the body is over max_body_bytes (" .. conf.max_body_bytes .. ")"
   end
-  return body, false
+  return body
 end
 
 function PalisadeHandler:access(conf)
   local ctx = kong.ctx.plugin
-  local body, too_large = nil, false
+  local body, unreadable
   if conf.inspect_request then
-    body, too_large = request_body(conf)
+    body, unreadable = request_body(conf)
   end
 
   local message = {
@@ -293,12 +295,12 @@ function PalisadeHandler:access(conf)
     return
   end
 
-  if too_large then
+  if unreadable then
     if conf.fail_open then
-      kong.log.warn("request body over max_body_bytes (", conf.max_body_bytes, "), forwarded uninspected (fail_open)")
+      kong.log.warn("request body not checked, forwarded uninspected (fail_open): ", unreadable)
       return
     end
-    kong.log.info("request body over max_body_bytes (", conf.max_body_bytes, "), refused with 413")
+    kong.log.info("request body not checked, refused with 413: ", unreadable)
     return kong.response.exit(413, {
       error = { code = "palisade_body_too_large", message = "the request body is too large to be checked" },
     })
