@@ -43,6 +43,12 @@ cargo build --release -p palisade
 say "end-to-end: real MCP, openai and anthropic clients and servers through the proxy"
 PALISADE_BIN="$palisade" python3 -m pytest -q tests/e2e
 
+say "our Kong plugin: luacheck, busted specs, and the handler in real nginx + ngx_lua against Palisade"
+PALISADE_BIN="$palisade" ./integrations/kong/test/run.sh
+
+say "our Cloudflare Workers module: in workerd (miniflare) against Palisade, both modes"
+PALISADE_BIN="$palisade" ./integrations/cloudflare/test/run.sh
+
 say "deployment files: Dockerfile, compose, Helm chart, Kong example"
 PALISADE_BIN="$palisade" ./deploy/validate.sh
 
