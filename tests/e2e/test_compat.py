@@ -29,7 +29,8 @@ def test_akto_allowed_request(palisade):
     assert r.status_code == 200
     v = r.json()
     assert v["is_blocked"] is False
-    assert v["modified_payload"] == "" and v["blocked_response"] is None
+    assert v["modified_payload"] == "" and "blocked_response" not in v
+    assert None not in v.values(), "the plugin's cjson reads null as true"
 
 
 def test_akto_blocked_request_carries_the_answer_the_plugin_sends(palisade):
@@ -57,7 +58,7 @@ def test_akto_both_returns_both_results_and_the_time(palisade):
     v = post(palisade, "/process/both", call).json()
     assert v["request_result"]["is_blocked"] is False
     assert "***-**-1120" in v["response_result"]["modified_payload"]
-    assert isinstance(v["total_time_ms"], float) and v["total_time_ms"] >= 0
+    assert isinstance(v["total_time_ms"], int) and v["total_time_ms"] >= 0
 
 
 def test_akto_query_params_are_inspected(palisade):

@@ -510,7 +510,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             High,
             0.95,
             &["="],
-            &format!(r#"(?:<[a-z!?/:][^>]{{0,400}}?|["'`;\s/]|^)on(?:{EVENTS})\s*="#),
+            &format!(r#"(?:<[a-z!?/:][^>]{{0,400}}?["'`;\s/]|["'`;\s/]|^)on(?:{EVENTS})\s*="#),
         ),
         rule(
             "xss",
@@ -554,7 +554,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             High,
             0.9,
             &["<"],
-            r"<\s*(?:iframe|frame|frameset|object|embed|applet|svg|math|meta|base|link|style|xss|isindex|marquee|vmlframe|import|animate|set|handler|listener|image|img|video|audio|source|body|form|input|button|details|dialog|template|xml|a)\b[^>]{0,400}?(?:\bsrc|\bhref|\bdata|\bcode|\baction|\bformaction|\bhttp-equiv|\bimplementation|\bxmlns|\bstyle|\bbackground|\bdynsrc|\blowsrc)\s*=",
+            r"<\s*(?:iframe|frame|frameset|object|embed|applet|base|xss|isindex|vmlframe|import|animate|set|handler|listener)\b[^>]{0,400}?(?:\bsrc|\bhref|\bdata|\bcode|\baction|\bformaction|\bimplementation|\bxmlns|\bstyle|\bbackground|\bdynsrc|\blowsrc|\battributename|\bvalues|\bto)\s*=|<\s*meta\b[^>]{0,400}?\bhttp-equiv\s*=|<\s*link\b[^>]{0,400}?\brel\s*=\s*[\x22']?\s*import\b|<\s*(?:img|image|video|audio|source|input|body|style|svg|math|xml|a|form|button|details|dialog|template|marquee)\b[^>]{0,400}?(?:\bdynsrc|\blowsrc|\bformaction|\bstyle\s*=\s*[\x22']?[^\x22'>]{0,80}(?:expression|behavior|-moz-binding|url\s*\(\s*[\x22']?\s*(?:java|vb)script))",
         ),
         rule(
             "xss",
@@ -568,7 +568,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             Medium,
             0.7,
             &["<"],
-            r"<\s*(?:a|img|image|video|audio|input|form|button|div|span|p|table|td|x|link|f\s*o\s*r\s*m)\b[^<>]{0,200}?(?:>|$)",
+            r"<\s*(?:a|img|image|video|audio|input|form|button|div|span|p|table|td|x|link|f\s*o\s*r\s*m)(?:[\s/>]|$)[^<>]{0,200}?(?:>|$)",
         ),
         rule(
             "xss",
@@ -582,7 +582,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             High,
             0.85,
             &["document", "window", "location", "cookie", "^."],
-            r"\b(?:document\s*(?:/\*.*?\*/\s*)?\.?\s*(?:/\*.*?\*/\s*)?(?:\.\s*|\[\s*['\x22])(?:cookie|domain|write|writeln|location|body|createelement|getelementby|documentelement|forms|url|referrer)|window\s*\.\s*(?:location|open|name|eval)|location\s*\.\s*(?:href|hash|replace|assign|search)\s*=?|(?:^|[^a-z])self\s*\[|top\s*\[\s*['\x22]|\.innerhtml\s*=|\.outerhtml\s*=)",
+            r"\b(?:document\s*(?:/\*.*?\*/\s*)?\.?\s*(?:/\*.*?\*/\s*)?(?:\.\s*|\[\s*['\x22])(?:cookie|domain|write|writeln|location|body|createelement|getelementby|queryselector|documentelement|forms|url|referrer)|window\s*\.\s*(?:location|open|name|eval)|location\s*\.\s*(?:href|hash|replace|assign|search)\s*=?|(?:^|[^a-z])self\s*\[|top\s*\[\s*['\x22]|\.innerhtml\s*=|\.outerhtml\s*=)",
         ),
         rule(
             "xss",
@@ -597,7 +597,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
                 "frames",
                 "globalthis",
             ],
-            r#"\b(?:document|window|self|top|parent|frames|globalthis)\s*(?:/\*[^*]{0,40}\*/\s*)*\)?\s*(?:\.\s*(?:/\*[^*]{0,40}\*/\s*)+[a-z]|\[\s*["'`][a-z$\\])"#,
+            r#"\b(?:document|window|self|top|parent|frames|globalthis)\s*(?:/\*[^*]{0,40}\*/\s*)*\)?\s*(?:\.\s*(?:/\*[^*]{0,40}\*/\s*)+[a-z]|\[\s*(?:/\*[^*]{0,40}\*/\s*)*["'`][a-z$\\])"#,
         ),
         rule(
             "xss",
@@ -1058,6 +1058,8 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
                 "()\t{",
                 "bash",
                 "sh -",
+                "|sh",
+                "| sh",
                 "nc -",
                 "ncat",
                 "socat",
@@ -1086,7 +1088,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
                 "ftp ",
                 "tftp",
             ],
-            r#"(?:^|[^a-z0-9_.-])/(?:usr/)?s?bin/[a-z0-9_.-]+|/dev/(?:tcp|udp)/|\bcmd(?:\.exe)?\s*/[ck]\b|\bpowershell(?:\.exe)?\b|\bpwsh\b|\$\{?ifs\}?|\(\s*\)\s*\{\s*:\s*;|(?:^|[=\x22'\n])\s*\(\s*\)\s*\{|\|\s*(?:ba|z|k|da)?sh\b\s*(?:$|[\n#;&|)])|(?:[;&|`]|\$\()\s*\$[a-z_]+\s+-[a-z]|(?:^|[=\s/])/?(?:etc|s?bin|usr|dev|proc|tmp|var|home)/[a-z0-9/._-]*\[[!^]?[a-z0-9-]{1,10}\]|\b(?:ba|z|k|c|tc|da|fi)?sh\s+-[a-z]*[ci]\b|\bnc(?:at)?(?:\.exe)?\s+(?:-[a-z]*[elvnup]|[0-9a-z.-]+\s+\d{2,5})|\bsocat\b|\bmkfifo\b|<\(\s*[a-z]|\$\(\(|\$\[\s*[\d\]]|<<<|\biex\b|\binvoke-(?:expression|webrequest|restmethod|command|item|wmimethod)\b|\biwr\s|\b(?:new-object|start-process|downloadstring|downloadfile|set-executionpolicy|get-wmiobject|add-mppreference)\b|\b(?:wget|curl)\s+(?:-[a-z-]+\s+)*['"]?(?:https?|ftp)?:?/{0,2}[a-z0-9.-]+\.[a-z0-9]|/\?{2,}/|/[a-z?*]{0,3}\?[a-z?*]{0,3}/[a-z?*]*\?|\{\s*,\s*[a-z$"'][^{}\s]{0,40}\}|\{[a-z0-9$"'][a-z0-9$"'-]{0,20},[^{}\s:]{0,40}\}|\$\{?(?:shell|ifs)\b|>\(\s*[a-z]|(?:^|[;\n"']|\\n)\.(?:shell|system|databases|tables|dump|read|import|output|load|open|once)\b|%(?:comspec|systemroot|windir|programfiles|temp|appdata|userprofile|systemdrive)%|\b(?:certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|wmic|schtasks|vssadmin|bcdedit|bcdboot|reg\s+(?:add|query|delete)|net\s+(?:user|localgroup|share|use|view)|taskkill|tasklist|systeminfo|whoami)\b"#,
+            r#"(?:^|[^a-z0-9_.-])/(?:usr/)?s?bin/[a-z0-9_.-]+|/dev/(?:tcp|udp)/|\bcmd(?:\.exe)?\s*/[ck]\b|\bpowershell(?:\.exe)?\b|\bpwsh\b|\$\{?ifs\}?|\(\s*\)\s*\{\s*:\s*;|(?:^|[=\x22'\n])\s*\(\s*\)\s*\{|\|\s*(?:ba|z|k|da)?sh\b\s*(?:$|[\n#;&|)])|(?:[;&|`]|\$\()\s*\$[a-z_]+\s+-[a-z]|(?:^|[=\s/])/?(?:etc|s?bin|usr|dev|proc|tmp|var|home)/[a-z0-9/._-]*\[[!^]?[a-z0-9-]{1,10}\]|\b(?:ba|z|k|c|tc|da|fi)?sh\s+-[a-z]*[ci]\b|\bnc(?:at)?(?:\.exe)?\s+(?:-[a-z]*[elvnup]|[0-9a-z.-]+\s+\d{2,5})|\bsocat\b|\bmkfifo\b|<\(\s*[a-z]|\$\(\(|\$\[\s*[\d\]]|<<<|\biex\b|\binvoke-(?:expression|webrequest|restmethod|command|item|wmimethod)\b|\biwr\s|\b(?:new-object|start-process|downloadstring|downloadfile|set-executionpolicy|get-wmiobject|add-mppreference)\b|\b(?:wget|curl)\s+(?:-[a-z-]+\s+)*['"]?(?:https?|ftp)?:?/{0,2}[a-z0-9.-]+\.[a-z0-9]|/\?{2,}/|/[a-z?*]{0,3}\?[a-z?*]{0,3}/[a-z?*]*\?|\{\s*,\s*[a-z$"'][^{}\s]{0,40}\}|\{[0-9-]{0,10}[a-z$"'][a-z0-9$"'-]{0,20},[^{}\s:]{0,40}\}|\$\{?(?:shell|ifs)\b|>\(\s*[a-z]|(?:^|[;\n"']|\\n)\.(?:shell|system|databases|tables|dump|read|import|output|load|open|once)\b|%(?:comspec|systemroot|windir|programfiles|temp|appdata|userprofile|systemdrive)%|\b(?:certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|wmic|schtasks|vssadmin|bcdedit|bcdboot|reg\s+(?:add|query|delete)|net\s+(?:user|localgroup|share|use|view)|taskkill|tasklist|systeminfo|whoami)\b"#,
         ),
         rule(
             "command_injection",
@@ -1115,7 +1117,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             Medium,
             0.75,
             &["~", "!!", "!-"],
-            r#"(?:^|[=;|&])~[+-]?\d*(?:$|[\s/;&|])|(?:^|[=;|&])!(?:!|-?\d+)(?:$|[\s;&|!])|(?:^|[=;|&])![-]\d+![-]\d+"#,
+            r#"(?:^|[=;|&])~[+-]?\d*(?:[ \t]*(?:$|[\n;&|])|/)|(?:^|[=;|&])!(?:!|-?\d+)(?:$|[\s;&|!])|(?:^|[=;|&])![-]\d+![-]\d+"#,
         ),
         rule(
             "command_injection",
@@ -1125,6 +1127,13 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
                 "alias ", "alias%", "\\!", "-c:", ":!", ".shell", "+silent", "-ex ",
             ],
             r#"(?:^|[;&|`\s=])alias\s+[^\s=]{1,30}\s*=|\\!\s*(?:whoami|id|pwd|sh|bash|ls|cat)\b|-c\s*:\s*\\?!|\.shell\s|\+silent|(?:^|\s)-ex\s+\\?!"#,
+        ),
+        rule(
+            "command_injection",
+            Medium,
+            0.75,
+            &["$"],
+            r"(?:^|[;&|`(\s=])\$\{?[a-z_][a-z0-9_]{0,15}\}?\$\{?[a-z_][a-z0-9_]{0,15}",
         ),
         rule(
             "command_injection",
@@ -1739,7 +1748,12 @@ fn sql_tokens(s: &[u8], base: usize, quote: Option<u8>, out: &mut Vec<Token>) {
                 let dotted = word.contains('.');
                 if member {
                     tok::WORD
-                } else if at(j) == b'(' && SQL_FUNCS.contains(last) && !dotted {
+                } else if at(j) == b'('
+                    && SQL_FUNCS.contains(last)
+                    && !dotted
+                    // `if (n <= 1)` is a statement of C-like code; SQL's `IF(` is a call.
+                    && !(word == "if" && j > i)
+                {
                     tok::FUNCTION
                 } else if let Some(&k) = SQL_WORDS.get(word) {
                     k
@@ -1964,6 +1978,19 @@ fn values(v: &[u8], escaped: &dyn Fn(usize) -> bool) -> Vec<(usize, usize)> {
         if (b == b'\n' || b == b'&' || (b == b'?' && start == 0)) && !escaped(i) {
             // The value after the key, when the piece is `key=value`.
             let piece = v.get(start..i).unwrap_or_default();
+            if b == b'\n' && table_row(piece) {
+                // A markdown table row: each cell is a value of its own.
+                let mut cell = start;
+                for (k, &c) in piece.iter().enumerate() {
+                    if c == b'|' {
+                        bounded(cell, start + k, &mut out);
+                        cell = start + k + 1;
+                    }
+                }
+                bounded(cell, i, &mut out);
+                start = i + 1;
+                continue;
+            }
             let eq = piece
                 .iter()
                 .enumerate()
@@ -1983,12 +2010,43 @@ fn values(v: &[u8], escaped: &dyn Fn(usize) -> bool) -> Vec<(usize, usize)> {
                     // The key too: payloads are also sent as parameter names.
                     bounded(start, start + e, &mut out);
                 }
-                _ => bounded(start, i, &mut out),
+                _ => {
+                    bounded(start, i, &mut out);
+                    // `pay%3D…`: a pair encoded once more, so its `=` arrived escaped; the
+                    // application may well decode it again, so the value is judged alone too.
+                    let escaped_eq = piece
+                        .iter()
+                        .enumerate()
+                        .take(40)
+                        .position(|(k, &c)| c == b'=' && escaped(start + k));
+                    let key = escaped_eq.and_then(|e| piece.get(..e));
+                    if let (Some(e), Some(key)) = (escaped_eq, key) {
+                        if !key.is_empty()
+                            && key
+                                .iter()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+                        {
+                            bounded(start + e + 1, i, &mut out);
+                        }
+                    }
+                }
             }
             start = i + 1;
         }
     }
     out
+}
+
+/// Whether a line is a markdown table row: `| a | b |`, at least two cells.
+fn table_row(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    t.len() >= 5
+        && t.first() == Some(&b'|')
+        && t.last() == Some(&b'|')
+        && t.get(1)
+            .is_some_and(|&c| c == b' ' || c == b'-' || c == b':')
+        && memchr::memchr_iter(b'|', t).count() >= 3
+        && memchr::memmem::find(t, b"||").is_none()
 }
 
 /// Bytes without which no strong SQL shape can form.
@@ -2050,7 +2108,7 @@ fn sql_scan(v: &[u8], view: &View<'_>, out: &mut Vec<Hit>) {
             sql_tokens(val, s, quote, &mut toks);
             fp.clear();
             fp.extend(toks.iter().map(|t| t.kind));
-            if let Some(h) = judge(&fp, &toks, quote.is_some(), val) {
+            if let Some(h) = judge(&fp, &toks, quote.is_some(), val, s) {
                 if best.as_ref().is_none_or(|b| h.severity > b.severity) {
                     best = Some(h);
                 }
@@ -2063,7 +2121,8 @@ fn sql_scan(v: &[u8], view: &View<'_>, out: &mut Vec<Hit>) {
 }
 
 /// Decides whether one value's fingerprint is an attack.
-fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<Hit> {
+/// `base` is the offset of `val` in the view, where token offsets count from.
+fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8], base: usize) -> Option<Hit> {
     let first = toks.first()?;
     let last = toks.last()?;
     let (start, end) = (first.start, last.end);
@@ -2091,6 +2150,15 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<
             if prose && !sb.iter().any(|&c| matches!(c, b'U' | b';' | b'c')) {
                 continue;
             }
+            // `;v`: a stacked statement starting with a variable (`; @x :=`), not a list of
+            // quoted identifiers (`` `a`;`b` ``).
+            if sb.starts_with(b";") && sb.ends_with(b"v") {
+                let var = toks.get(at.saturating_sub(1));
+                let text = var.and_then(|t| val.get(t.start.saturating_sub(base)..));
+                if text.is_some_and(|t| t.first() == Some(&b'`')) {
+                    continue;
+                }
+            }
             // `Bc`: a breakout then a comment; only in a quoted context or right after a quote.
             if *shape == "Bc" && !(quoted_context || fp.first() == Some(&tok::STRING)) {
                 continue;
@@ -2102,7 +2170,7 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<
     // A tautology or contradiction probe in a short value: `1=1`, `'a'='a'`, `42 like 42`,
     // `11!=1` (equal operands compared for equality, different ones for inequality).
     if val.len() <= 64 && words <= 2 {
-        for w in toks.windows(3) {
+        for (k, w) in toks.windows(3).enumerate() {
             let (Some(a), Some(op), Some(b)) = (w.first(), w.get(1), w.get(2)) else {
                 continue;
             };
@@ -2110,7 +2178,23 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<
             if !operand(a) || !operand(b) {
                 continue;
             }
-            let base = first.start;
+            // Arithmetic around the comparison (`(8 % 4) = 0 + 0 = 0`) is a sum, not a probe.
+            let arithmetic = |t: Option<&Token>| {
+                t.is_some_and(|t| matches!(t.kind, tok::ARITH | tok::OPERATOR | tok::PROG))
+            };
+            // The left operand must open the comparison: at the start, after a logic operator,
+            // a clause keyword, a bracket or a closed string (`dp[i][0] = 0` is an assignment).
+            let before = k.checked_sub(1).and_then(|p| toks.get(p));
+            let opens = before.is_none_or(|t| {
+                matches!(
+                    t.kind,
+                    tok::LOGIC | tok::KEYWORD | tok::LPAREN | tok::STRING | tok::RPAREN
+                )
+            });
+            if !opens || arithmetic(before) || arithmetic(toks.get(k + 3)) {
+                continue;
+            }
+
             let text = |t: &Token| {
                 let raw = val
                     .get(t.start.saturating_sub(base)..t.end.saturating_sub(base))
@@ -2161,6 +2245,8 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<
     if val.len() <= 64 && fp.len() <= 12 && words <= 2 {
         let skip = usize::from(matches!(fp.first(), Some(&(tok::STRING | tok::RPAREN))));
         let rest = fp.get(skip..).unwrap_or_default();
+        // A number alone after the operator counts only without words (`AND 7`, not
+        // `and 7 oranges`).
         let opens_logic = rest.first() == Some(&tok::LOGIC)
             && rest.len() >= 2
             && rest.iter().skip(1).any(|&k| {
@@ -2172,8 +2258,7 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<
                         | tok::LPAREN
                         | tok::STRING
                         | tok::COMMENT
-                        | tok::NUMBER
-                )
+                ) || (k == tok::NUMBER && words == 0)
             });
         if opens_logic && (skip == 1 || !quoted_context) && words <= 1 {
             return Some(hit("sqli", Medium, 0.6, start, end));
@@ -2272,7 +2357,7 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<
     });
     // `HAVING 1=`, `execute php`, `length||(`: clause or call fragments.
     let text_of = |t: &Token| {
-        val.get(t.start.saturating_sub(first.start)..t.end.saturating_sub(first.start))
+        val.get(t.start.saturating_sub(base)..t.end.saturating_sub(base))
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("")
     };
@@ -2295,7 +2380,12 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<
         || union_used
         || has(tok::COLON_CAST)
         || statement_used
-        || (logic_used && (ops > 0 || has(tok::NUMBER) || has(tok::STRING)))
+        // A logic operator between bare numbers is English (`from 1990 and 1994`) unless
+        // nothing else is there (`1 or 2`).
+        || (logic_used
+            && (ops > 0
+                || has(tok::STRING)
+                || (has(tok::NUMBER) && words == 0 && keywords == 0)))
         || (keywords >= 2
             && (ops > 0
                 || has(tok::NUMBER)
@@ -2303,8 +2393,15 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8]) -> Option<
                 || has(tok::RPAREN)
                 || has(tok::STRING)
                 || has(tok::VARIABLE)
-                || (words == 0 && fp.len() <= 3)))
-        || (keywords >= 3 && words <= 2 && val.len() <= 60)
+                || (words == 0 && fp.len() <= 2)))
+        // Three keywords and nothing else can be English (`All Join In`); some structure must
+        // come with them.
+        || (keywords >= 3
+            && words <= 2
+            && val.len() <= 60
+            && fp
+                .iter()
+                .any(|&k| !matches!(k, tok::KEYWORD | tok::WORD | tok::LOGIC)))
         || comment_breakout;
     if sql_only {
         return Some(hit("sqli", Low, 0.5, start, end));
@@ -2822,12 +2919,19 @@ fn shell_word(v: &[u8], from: usize) -> (Word, usize, bool) {
                 removed_pending = true;
                 i += 2;
             }
-            b'>' if at(i + 1) == b'(' && at(i + 2) == b')' => {
+            b'>' | b'$' | b'<' if at(i + 1) == b'(' && at(i + 2) == b')' => {
+                // An empty substitution (`ping$()`) is never prose, even at the end of a word.
+                inner |= !w.is_empty();
                 removed_pending = true;
                 i += 3;
             }
-            b'$' if at(i + 1) == b'(' && at(i + 2) == b')' => {
-                removed_pending = true;
+            b'[' if at(i + 1).is_ascii_alphanumeric() && at(i + 2) == b']' => {
+                // A one-character glob class (`adduse[r]`, `/bi[n]/`) is that character.
+                if !w.is_empty() {
+                    inner = true;
+                }
+                w.push(char::from(at(i + 1)));
+                removed_pending = false;
                 i += 3;
             }
             b'$' if at(i + 1) == b'{' => {
@@ -2851,12 +2955,9 @@ fn shell_word(v: &[u8], from: usize) -> (Word, usize, bool) {
                 i += 2;
             }
             b'`' if at(i + 1) == b'`' => {
+                inner |= !w.is_empty();
                 removed_pending = true;
                 i += 2;
-            }
-            b'<' if at(i + 1) == b'(' && at(i + 2) == b')' => {
-                removed_pending = true;
-                i += 3;
             }
             b'/' => {
                 // A path prefix: `/bin/cat` is `cat`; `/head` is a URL path, not a command.
@@ -3104,6 +3205,44 @@ fn explicit_shell_arg(v: &[u8], from: usize) -> bool {
     }
 }
 
+/// Skips an unset variable and the blanks after it (`$u ` in `;$u cat x`), when a word follows.
+/// Returns where the command word starts and whether something was skipped.
+fn skip_unset_variable(v: &[u8], from: usize) -> (usize, bool) {
+    if v.get(from) != Some(&b'$') || !v.get(from + 1).is_some_and(u8::is_ascii_lowercase) {
+        return (from, false);
+    }
+    let name = v
+        .get(from + 1..)
+        .unwrap_or_default()
+        .iter()
+        .take(16)
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+        .count();
+    let mut j = from + 1 + name;
+    let blanks = j;
+    while j < blanks + 4 && matches!(v.get(j), Some(b' ' | b'\t')) {
+        j += 1;
+    }
+    if j > blanks && v.get(j).is_some_and(u8::is_ascii_lowercase) {
+        (j, true)
+    } else {
+        (from, false)
+    }
+}
+
+/// Whether the backtick at `open` starts markdown inline code inside prose: a blank before it,
+/// the closing backtick right after the word, and prose going on after that.
+fn markdown_code(v: &[u8], open: usize, word_end: usize) -> bool {
+    let before_blank = open
+        .checked_sub(1)
+        .and_then(|p| v.get(p))
+        .is_some_and(|c| matches!(c, b' ' | b'\t' | b'(' | b'\n'));
+    before_blank
+        && v.get(word_end) == Some(&b'`')
+        && v.get(word_end + 1) == Some(&b' ')
+        && v.get(word_end + 2).is_some_and(u8::is_ascii_alphabetic)
+}
+
 fn command_scan(v: &[u8], view: &View<'_>, out: &mut Vec<Hit>) {
     let mut reported = 0;
     let mut i = 0;
@@ -3146,7 +3285,10 @@ fn command_scan(v: &[u8], view: &View<'_>, out: &mut Vec<Hit>) {
             i += 1;
             continue;
         }
+        // An unset variable before the command (`;$u cat x`) expands to nothing.
+        let (word_start, unset_var) = skip_unset_variable(v, word_start);
         let (word, used, obfuscated) = shell_word(v, word_start);
+        let obfuscated = obfuscated || unset_var;
         let word_end = word_start + used;
         // `python3.10`, `gcc7.4`: a versioned command is the command.
         let word_str = {
@@ -3165,19 +3307,26 @@ fn command_scan(v: &[u8], view: &View<'_>, out: &mut Vec<Hit>) {
             let at_value_start =
                 i == 0 || b == b'=' || b == b'\n' || b == b'(' || b == b'{' || b == b'&';
             let ambiguous = AMBIGUOUS_SET.contains(word_str);
+            let unmistakable = UNMISTAKABLE.contains(&word_str);
             let arg = shell_argument(v, word_end);
             // The word must end at a word boundary.
             let boundary = !v.get(word_end).is_some_and(|c| c.is_ascii_alphanumeric());
             let value_end = |k: usize| v.get(k).is_none_or(|c| matches!(c, b'\n' | b'&' | b'\r'));
             let end_of_value = value_end(word_end)
-                // `';htop'`: a quote closing right after the command.
-                || (matches!(v.get(word_end), Some(b'\'' | b'"')) && value_end(word_end + 1))
+                // `';htop'`: a quote closing right after the command, also a JSON string's
+                // (`{";top":1}`).
+                || (matches!(v.get(word_end), Some(b'\'' | b'"'))
+                    && (value_end(word_end + 1)
+                        || matches!(v.get(word_end + 1), Some(b':' | b',' | b'}' | b']'))))
                 || (b == b'$' && v.get(word_end) == Some(&b')'));
             let fire = boundary
                 && if obfuscated {
                     true
                 } else if strong_sep {
-                    if ambiguous || b == b'|' || b == b'`' {
+                    if b == b'`' && markdown_code(v, i, word_end) && !unmistakable {
+                        // `` `join` the workers``: inline code in prose, not a substitution.
+                        false
+                    } else if ambiguous || b == b'|' || b == b'`' {
                         // `| Time |` in a table, `` `join` `` in prose: only with a shell argument.
                         (arg && !end_of_value)
                             || (end_of_value
@@ -3190,7 +3339,6 @@ fn command_scan(v: &[u8], view: &View<'_>, out: &mut Vec<Hit>) {
                 } else if at_value_start {
                     // No separator: only a shell-looking argument, or a command that is no word.
                     let glued = v.get(word_end) == Some(&b';');
-                    let unmistakable = UNMISTAKABLE.contains(&word_str);
                     (arg && !end_of_value
                         && !glued
                         && (!ambiguous

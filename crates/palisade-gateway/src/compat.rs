@@ -501,15 +501,19 @@ fn result(v: &Verdict) -> Value {
         // The plugin answers the client with this object as JSON (status 403).
         serde_json::from_str::<Value>(&b.body).unwrap_or_else(|_| json!({ "error": b.body }))
     });
-    json!({
+    // No `null` anywhere: the plugin decodes with cjson, where null is a truthy value.
+    let mut answer = json!({
         "is_blocked": !v.allowed,
-        "blocked_response": blocked_response,
         "modified_payload": v.body.clone().unwrap_or_default(),
         "action": v.action,
         "risk_score": v.risk_score,
         "reasons": v.reasons,
         "request_id": v.request_id,
-    })
+    });
+    if let (Some(b), Some(map)) = (blocked_response, answer.as_object_mut()) {
+        map.insert("blocked_response".into(), b);
+    }
+    answer
 }
 
 /// Answers a compatible endpoint's call.
@@ -588,11 +592,14 @@ pub fn answer(
                 Some(_) => Some(result(&judge(Direction::Response, &response())?)),
                 None => None,
             };
-            json!({
+            let mut both = json!({
                 "request_result": result(&req),
-                "response_result": resp,
-                "total_time_ms": started.elapsed().as_secs_f64() * 1000.0,
-            })
+                "total_time_ms": started.elapsed().as_millis() as u64,
+            });
+            if let (Some(r), Some(map)) = (resp, both.as_object_mut()) {
+                map.insert("response_result".into(), r);
+            }
+            both
         }
     };
     let decision = if answer["is_blocked"] == true
