@@ -49,6 +49,9 @@ PALISADE_BIN="$palisade" ./integrations/kong/test/run.sh
 say "our Cloudflare Workers module: in workerd (miniflare) against Palisade, both modes"
 PALISADE_BIN="$palisade" ./integrations/cloudflare/test/run.sh
 
+say "nginx auth_request in front of Palisade"
+PALISADE_BIN="$palisade" ./integrations/nginx/test/run.sh
+
 say "deployment files: Dockerfile, compose, Helm chart, Kong example"
 PALISADE_BIN="$palisade" ./deploy/validate.sh
 

@@ -296,14 +296,14 @@ function PalisadeHandler:access(conf)
   end
 
   if unreadable then
-    if conf.fail_open then
-      kong.log.warn("request body not checked, forwarded uninspected (fail_open): ", unreadable)
-      return
+    if not conf.fail_open then
+      kong.log.info("request body not checked, refused with 413: ", unreadable)
+      return kong.response.exit(413, {
+        error = { code = "palisade_body_too_large", message = "the request body is too large to be checked" },
+      })
     end
-    kong.log.info("request body not checked, refused with 413: ", unreadable)
-    return kong.response.exit(413, {
-      error = { code = "palisade_body_too_large", message = "the request body is too large to be checked" },
-    })
+    -- The rest of the request (path, query, headers) is still checked.
+    kong.log.warn("request body not checked, forwarded without it being inspected (fail_open): ", unreadable)
   end
 
   local verdict, err = call_palisade(conf, "/v1/guard/request", message)

@@ -55,7 +55,7 @@ return {
               between = { 1, 60000 },
           } },
           { fail_open = {
-              description = "When Palisade cannot be reached, answers an error, or a body is over `max_body_bytes` in blocking mode: `true` forwards uninspected, `false` answers 503 (or 413 for an oversized body).",
+              description = "When Palisade cannot be reached or answers an error: `true` forwards uninspected, `false` answers 503 (502 for a response). When a body is over `max_body_bytes` in blocking mode: `true` forwards it unread (the rest of a request is still checked), `false` answers 413 (502 for a response).",
               type = "boolean",
               required = true,
               default = false,
