@@ -134,15 +134,7 @@ fn aidr(
         },
         _ => call.guard_input.messages,
     };
-    palisade_engine::metrics::request(
-        &format!("guard:{}", collector.name),
-        match v.action.as_str() {
-            "block" => "block",
-            "redact" => "redact",
-            _ => "allow",
-        },
-        started.elapsed(),
-    );
+    crate::guard::count(&collector, &v.action, started);
     let answer = json!({
         "request_id": v.request_id,
         "status": "Success",
@@ -156,12 +148,11 @@ fn aidr(
             })).collect::<Vec<_>>(),
         },
     });
-    let mut r = Response::new(crate::body::full(answer.to_string()));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(crate::guard::json_answer(
+        StatusCode::OK,
+        &answer,
+        request_id,
+    ))
 }
 
 /// Akto's ingestion format: `POST /api/http-proxy?akto_connector=…&guardrails=true&
@@ -292,17 +283,14 @@ fn akto_ingest(
             request_id.to_owned(),
         ),
     };
-    palisade_engine::metrics::request(
-        &format!("guard:{}", collector.name),
-        if !allowed {
-            "block"
-        } else if modified {
-            "redact"
-        } else {
-            "allow"
-        },
-        started.elapsed(),
-    );
+    let decision = if !allowed {
+        "block"
+    } else if modified {
+        "redact"
+    } else {
+        "allow"
+    };
+    crate::guard::count(&collector, decision, started);
     let answer = json!({
         "success": true,
         "message": if allowed { "ingested" } else { "blocked by guardrails" },
@@ -320,12 +308,11 @@ fn akto_ingest(
             },
         }},
     });
-    let mut r = Response::new(crate::body::full(answer.to_string()));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(crate::guard::json_answer(
+        StatusCode::OK,
+        &answer,
+        request_id,
+    ))
 }
 
 /// Envoy's HTTP `ext_authz` check: Envoy sends the original request's method, its path after
@@ -401,11 +388,7 @@ fn ext_authz(
             "block",
         ),
     };
-    palisade_engine::metrics::request(
-        &format!("guard:{}", collector.name),
-        decision,
-        started.elapsed(),
-    );
+    crate::guard::count(&collector, decision, started);
     let mut r = Response::new(crate::body::full(body));
     *r.status_mut() = status;
     if status != StatusCode::OK {
@@ -440,9 +423,6 @@ struct AktoCall {
     method: Option<String>,
     #[serde(default)]
     endpoint: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    mode: Option<String>,
     #[serde(default)]
     response_body: Option<String>,
     #[serde(default)]
@@ -610,16 +590,10 @@ pub fn answer(
     } else {
         "allow"
     };
-    palisade_engine::metrics::request(
-        &format!("guard:{}", collector.name),
-        decision,
-        started.elapsed(),
-    );
-    let mut r = Response::new(crate::body::full(answer.to_string()));
-    *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    crate::guard::count(&collector, decision, started);
+    Ok(crate::guard::json_answer(
+        StatusCode::OK,
+        &answer,
+        request_id,
+    ))
 }

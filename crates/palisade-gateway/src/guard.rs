@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use palisade_engine::blocked::block_body;
-use palisade_engine::BodyVerdict;
+use palisade_engine::{action_name, BodyVerdict};
 use palisade_policy::config::{Action, Config, FailureMode, LoggingLevel};
 use palisade_policy::Direction;
 use palisade_protocol::{Location, Protocol};
@@ -623,14 +623,6 @@ pub fn read_as(protocol: Protocol, content_type: Option<&str>, body: &[u8]) -> P
     }
 }
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Allow => "allow",
-        Action::Redact => "redact",
-        Action::Block => "block",
-    }
-}
-
 fn protocol_name(p: Protocol) -> String {
     serde_json::to_value(p)
         .ok()
@@ -714,56 +706,33 @@ fn log(
         .iter()
         .map(|f| format!("{}/{}", f.detector, f.kind))
         .collect();
-    match collector.logging {
-        LoggingLevel::Metadata => {
-            tracing::info!(
-                target: "palisade::decision",
-                request_id,
-                collector = %collector.name,
-                side,
-                method = message.method.as_deref().unwrap_or(""),
-                path = message.path.as_deref().unwrap_or(""),
-                status = message.status.unwrap_or(0),
-                client_ip = message.client_ip.as_deref().unwrap_or(""),
-                agent_id = %pick(&m.agent_id, &shared.agent_id),
-                tenant_id = %pick(&m.tenant_id, &shared.tenant_id),
-                session_id = %pick(&m.session_id, &shared.session_id),
-                decision = %verdict.action,
-                risk_score = verdict.risk_score,
-                findings = ?kinds,
-                reasons = ?verdict.reasons,
-                "guard"
-            );
-        }
-        LoggingLevel::Full => {
-            // Bodies only after redaction: a blocked body is never logged, a redacted one is
-            // logged as rewritten, an allowed one as sent (nothing in it met the policy).
-            let body = match verdict.action.as_str() {
-                "block" => None,
-                "redact" => verdict.body.clone(),
-                _ => message.body.clone(),
-            };
-            tracing::info!(
-                target: "palisade::decision",
-                request_id,
-                collector = %collector.name,
-                side,
-                method = message.method.as_deref().unwrap_or(""),
-                path = message.path.as_deref().unwrap_or(""),
-                status = message.status.unwrap_or(0),
-                client_ip = message.client_ip.as_deref().unwrap_or(""),
-                agent_id = %pick(&m.agent_id, &shared.agent_id),
-                tenant_id = %pick(&m.tenant_id, &shared.tenant_id),
-                session_id = %pick(&m.session_id, &shared.session_id),
-                decision = %verdict.action,
-                risk_score = verdict.risk_score,
-                findings = ?kinds,
-                reasons = ?verdict.reasons,
-                body = body.as_deref().unwrap_or(""),
-                "guard"
-            );
-        }
-    }
+    // Bodies only for a collector logging `full`, and only after redaction: a blocked body is
+    // never logged, a redacted one is logged as rewritten, an allowed one as sent (nothing in it
+    // met the policy). `None` adds no field at all.
+    let body = match (collector.logging, verdict.action.as_str()) {
+        (LoggingLevel::Metadata, _) | (LoggingLevel::Full, "block") => None,
+        (LoggingLevel::Full, "redact") => verdict.body.clone(),
+        (LoggingLevel::Full, _) => message.body.clone(),
+    };
+    tracing::info!(
+        target: "palisade::decision",
+        request_id,
+        collector = %collector.name,
+        side,
+        method = message.method.as_deref().unwrap_or(""),
+        path = message.path.as_deref().unwrap_or(""),
+        status = message.status.unwrap_or(0),
+        client_ip = message.client_ip.as_deref().unwrap_or(""),
+        agent_id = %pick(&m.agent_id, &shared.agent_id),
+        tenant_id = %pick(&m.tenant_id, &shared.tenant_id),
+        session_id = %pick(&m.session_id, &shared.session_id),
+        decision = %verdict.action,
+        risk_score = verdict.risk_score,
+        findings = ?kinds,
+        reasons = ?verdict.reasons,
+        body = body.as_deref(),
+        "guard"
+    );
 }
 
 /// Queues the guard call's record: metadata always; the body only when the collector logs
@@ -824,7 +793,20 @@ fn record(
     });
 }
 
-fn json_answer<T: Serialize>(status: StatusCode, value: &T, request_id: &str) -> Response<Body> {
+/// Counts a guard call (native or compatible) under its collector, for the metrics.
+pub(crate) fn count(collector: &Collector, decision: &str, started: std::time::Instant) {
+    palisade_engine::metrics::request(
+        &format!("guard:{}", collector.name),
+        crate::proxy::decision_static(decision),
+        started.elapsed(),
+    );
+}
+
+pub(crate) fn json_answer<T: Serialize>(
+    status: StatusCode,
+    value: &T,
+    request_id: &str,
+) -> Response<Body> {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let mut r = Response::new(full(Bytes::from(bytes)));
     *r.status_mut() = status;
@@ -910,11 +892,7 @@ fn answer_inner(
                 &message,
                 &Metadata::default(),
             )?;
-            palisade_engine::metrics::request(
-                &format!("guard:{}", collector.name),
-                decision_name(&v.action),
-                started.elapsed(),
-            );
+            count(&collector, &v.action, started);
             Ok(json_answer(StatusCode::OK, &v, request_id))
         }
         None => {
@@ -944,30 +922,22 @@ fn answer_inner(
                 }
                 None => None,
             };
-            let worst = response
-                .as_ref()
-                .map_or(decision_name(&request.action), |r| {
-                    worse(decision_name(&request.action), decision_name(&r.action))
-                });
-            palisade_engine::metrics::request(
-                &format!("guard:{}", collector.name),
-                worst,
-                started.elapsed(),
-            );
+            let worst =
+                response
+                    .as_ref()
+                    .map_or(crate::proxy::decision_static(&request.action), |r| {
+                        worse(
+                            crate::proxy::decision_static(&request.action),
+                            crate::proxy::decision_static(&r.action),
+                        )
+                    });
+            count(&collector, worst, started);
             Ok(json_answer(
                 StatusCode::OK,
                 &ExchangeVerdict { request, response },
                 request_id,
             ))
         }
-    }
-}
-
-fn decision_name(action: &str) -> &'static str {
-    match action {
-        "block" => "block",
-        "redact" => "redact",
-        _ => "allow",
     }
 }
 

@@ -837,7 +837,8 @@ fn route_prefix(uri: &http::Uri, upstream_url: &str) -> String {
         .to_owned()
 }
 
-fn decision_static(d: &str) -> &'static str {
+/// The decision as a static label (`allow`, `redact`, `block`).
+pub(crate) fn decision_static(d: &str) -> &'static str {
     match d {
         "redact" => "redact",
         "block" => "block",
