@@ -56,10 +56,11 @@ def start(tmp, config, procs):
 @pytest.fixture(scope="module")
 def gov(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("govern")
-    ports = {k: free_port() for k in ["rug", "mcp", "llm", "palisade", "admin"]}
+    ports = {k: free_port() for k in ["rug", "mcp", "llm", "palisade", "admin", "changing"]}
     procs = []
     try:
-        for kind, key in [("mcp-rugpull", "rug"), ("mcp-http", "mcp"), ("llm", "llm")]:
+        for kind, key in [("mcp-rugpull", "rug"), ("mcp-http", "mcp"), ("llm", "llm"),
+                          ("mcp-listchanged", "changing")]:
             p = subprocess.Popen([sys.executable, str(HERE / "servers.py"), kind, str(ports[key])],
                                  stdout=subprocess.DEVNULL, stderr=open(tmp / f"{key}.log", "w"))
             procs.append(p)
@@ -80,6 +81,9 @@ routes:
   - {{ name: flows, path_prefix: /flows, upstream: 'http://127.0.0.1:{ports['mcp']}/mcp', protocol: mcp, policy: flows }}
   - {{ name: gov, path_prefix: /gov, upstream: '{llm}', protocol: http, policy: gov }}
   - {{ name: async, path_prefix: /async, upstream: '{llm}', protocol: http, policy: async }}
+  - {{ name: changing, path_prefix: /changing, upstream: 'http://127.0.0.1:{ports['changing']}/mcp', protocol: mcp, policy: pinned }}
+  - {{ name: authz, path_prefix: /authz, upstream: 'http://127.0.0.1:{ports['mcp']}/mcp', protocol: mcp, policy: authz }}
+  - {{ name: authz-http, path_prefix: /authz-http, upstream: '{llm}', protocol: http, policy: authz }}
 policies:
   pinned:
     tools: {{ pin: true, on_change: quarantine }}
@@ -106,6 +110,33 @@ policies:
       default_agent_id: anonymous-agent
       hold_actions: ['^delete_']
       approval: {{ mode: async, pending_ttl_seconds: 2 }}
+  authz:
+    governance:
+      approval: {{ mode: async }}
+      authorization:
+        unverified_jwt_claims: true
+        rules:
+          - name: ops-bot-may-do-anything
+            when: agent == 'ops-bot'
+            effect: allow
+          - name: lookups-from-the-office-only
+            when: mcp.tool == 'lookup_customer' && !inCidr(source.ip, '10.0.0.0/8')
+            effect: deny
+            message: customer lookups only from the office network
+          - name: no-secrets-in-echo
+            when: mcp.tool == 'echo' && mcp.arguments.text.contains('secret')
+            effect: deny
+          - name: read-page-needs-admins
+            when: >-
+              mcp.tool == 'read_page'
+              && !(has(jwt.groups) && 'admins' in jwt.groups)
+            effect: deny
+          - name: deletes-need-an-admin-role
+            when: request.method == 'DELETE' && request.headers['x-role'] != 'admin'
+            effect: hold
+          - name: writes-only-for-acme
+            when: request.method == 'PUT' && tenant != 'acme'
+            effect: deny
 """
         p, log = start(tmp, config, procs)
         wait_port(ports["palisade"], p)
@@ -423,3 +454,124 @@ def test_inventory_is_discovered_from_the_traffic(gov):
     echo = [t for t in inv["tools"] if t["route"] == "limited" and t["tool"] == "echo"]
     assert echo and echo[0]["calls"] >= 101 and echo[0]["refused"] >= 1, ("tools", inv["tools"])
     assert httpx.get(f"{gov.admin}/admin/inventory").status_code == 401
+
+
+def unsigned_jwt(claims):
+    import base64
+    import json
+    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    return f"{enc({'alg': 'none'})}.{enc(claims)}.sig"
+
+
+def mcp_session_with(url, body, headers):
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    async def main():
+        async with create_mcp_http_client(headers=headers) as client:
+            async with streamable_http_client(url, http_client=client) as streams:
+                async with ClientSession(streams[0], streams[1]) as session:
+                    await session.initialize()
+                    return await body(session)
+    return anyio.run(main)
+
+
+def test_authorization_rules_on_tools_arguments_agents_claims_and_ip(gov):
+    async def body(s):
+        assert (await s.call_tool("echo", {"text": "hello"})).content[0].text == "hello"
+        # A rule over the arguments: the same tool with other arguments is refused.
+        with pytest.raises(McpError) as err:
+            await s.call_tool("echo", {"text": "my secret plan"})
+        assert err.value.error.code == -32003
+        assert "no-secrets-in-echo" in str(err.value)
+        # A rule over the client address (127.0.0.1 is not in 10.0.0.0/8), with its message.
+        with pytest.raises(McpError) as err:
+            await s.call_tool("lookup_customer", {"customer_id": "7"})
+        assert "customer lookups only from the office network" in str(err.value)
+        # A rule over JWT claims: no token, no `groups` claim.
+        with pytest.raises(McpError) as err:
+            await s.call_tool("read_page", {"url": "https://example.com"})
+        assert "read-page-needs-admins" in str(err.value)
+
+    mcp_session_with(f"{gov.base}/authz", body, {})
+
+    async def admin_body(s):
+        r = await s.call_tool("read_page", {"url": "https://example.com"})
+        # Past the rule; the page's planted instruction is detection's business, not the rule's.
+        assert "read-page-needs-admins" not in str(r)
+
+    token = unsigned_jwt({"sub": "u1", "groups": ["admins"]})
+    mcp_session_with(f"{gov.base}/authz", admin_body, {"authorization": f"Bearer {token}"})
+
+    async def ops_body(s):
+        # The first rule allows everything for this agent: later rules are not evaluated.
+        assert "Customer 7" in (await s.call_tool("lookup_customer", {"customer_id": "7"})).content[0].text
+
+    mcp_session_with(f"{gov.base}/authz", ops_body, {"x-agent-id": "ops-bot"})
+
+
+def rpc_call(gov, path, tool, args, agent="cache-check"):
+    return httpx.post(f"{gov.base}{path}", json={"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                                 "params": {"name": tool, "arguments": args}},
+                      headers={"accept": "application/json", "x-agent-id": agent},
+                      timeout=10)
+
+
+def test_authorization_rules_are_not_served_from_the_decision_cache(gov):
+    # Same agent, same tool, same path: the static decision is a cache hit, yet the rule over the
+    # arguments is evaluated again and refuses the second call.
+    a = rpc_call(gov, "/authz", "echo", {"text": "fine"})
+    b = rpc_call(gov, "/authz", "echo", {"text": "a secret"})
+    c = rpc_call(gov, "/authz", "echo", {"text": "fine again"})
+    assert a.headers["x-palisade-decision-cache"] == "miss"
+    assert b.headers["x-palisade-decision-cache"] == "hit"
+    assert c.headers["x-palisade-decision-cache"] == "hit"
+    assert a.headers["x-palisade-decision"] != "deny"
+    assert b.headers["x-palisade-decision"] == "deny"
+    assert b.json()["error"]["code"] == -32003
+    assert c.headers["x-palisade-decision"] != "deny"
+
+
+def test_authorization_rules_on_http_method_headers_and_tenant(gov):
+    url = f"{gov.base}/authz-http/files/1"
+    assert httpx.get(url).status_code == 200
+    # `hold` joins the approval flow (async here: 202 with an approval id).
+    r = httpx.delete(url, headers={"x-role": "intern"})
+    assert r.status_code == 202 and r.json()["error"]["approval_id"].startswith("apr_")
+    assert "deletes-need-an-admin-role" in r.json()["error"]["message"]
+    assert httpx.delete(url, headers={"x-role": "admin"}).status_code == 200
+    # No x-role header at all: the rule cannot be evaluated, and fail_closed refuses.
+    r = httpx.delete(url)
+    assert r.status_code == 403
+    assert "could not be evaluated" in r.json()["error"]["message"]
+    r = httpx.put(url, json={}, headers={"x-tenant-id": "globex"})
+    assert r.status_code == 403 and "writes-only-for-acme" in r.json()["error"]["message"]
+    assert httpx.put(url, json={}, headers={"x-tenant-id": "acme"}).status_code == 200
+
+
+def test_tools_list_changed_triggers_a_recheck_before_the_client_lists(gov):
+    def weather_pin():
+        pins = gov.adm("GET", "/admin/tools?route=changing", role="viewer").json()["tools"]
+        return next((p for p in pins if p["tool"] == "weather"), None)
+
+    async def body(s):
+        assert "weather" in {t.name for t in (await s.list_tools()).tools}
+        assert weather_pin()["state"] == "pinned"
+        assert (await s.call_tool("weather", {"city": "Oslo"})).content[0].text == "Sunny in Oslo"
+        # The server changes `weather` and announces it. The client does not list again:
+        # Palisade fetches tools/list itself in this session and quarantines the changed tool.
+        assert (await s.call_tool("update_weather", {})).content[0].text == "updated"
+        deadline = time.time() + 5
+        while weather_pin()["state"] != "quarantined" and time.time() < deadline:
+            await anyio.sleep(0.05)
+        pin = weather_pin()
+        assert pin["state"] == "quarantined", pin
+        assert "description" in pin["note"]
+        with pytest.raises(McpError) as err:
+            await s.call_tool("weather", {"city": "Oslo"})
+        assert "quarantine" in str(err.value)
+        # When the client does list, the changed tool is hidden.
+        assert "weather" not in {t.name for t in (await s.list_tools()).tools}
+
+    mcp_session(f"{gov.base}/changing", body)
+    audit = gov.adm("GET", "/admin/audit?limit=100", role="viewer").json()["entries"]
+    assert any(e["action"] == "tools.rechecked" and e["target"].startswith("changing|") for e in audit)

@@ -1,5 +1,7 @@
 //! Governance cost in process: a decision served from the decision cache, and a full decision
-//! (governance + detection under the default policy) for a 2 KiB MCP `tools/call`.
+//! (governance + detection under the default policy) for a 2 KiB MCP `tools/call`; both again
+//! with six CEL authorization rules (over agent, tool, arguments, headers, client IP and JWT
+//! claims), which are evaluated on every request, cache hit or not.
 //!
 //! `cargo bench -p palisade-engine --bench govern`
 
@@ -17,6 +19,23 @@ fn govern(c: &mut Criterion) {
         for rl in &mut p.rate_limits {
             rl.max_requests = u32::MAX;
         }
+    }
+    if let Some(mut p) = config.policies.get("default").cloned() {
+        let rules = r#"
+unverified_jwt_claims: true
+rules:
+  - { when: "agent == 'ops-bot'", effect: allow }
+  - { when: "mcp.tool == 'delete_repo' && !('admins' in jwt.groups)", effect: deny }
+  - { when: "mcp.tool == 'lookup_customer' && !inCidr(source.ip, '10.0.0.0/8')", effect: deny }
+  - { when: "mcp.tool == 'summarise' && mcp.arguments.text.contains('BEGIN PRIVATE KEY')", effect: deny }
+  - { when: "request.method == 'DELETE' && request.headers['x-role'] != 'admin'", effect: hold }
+  - { when: "tenant != '' && tenant != 'acme'", effect: deny }
+"#;
+        match serde_yaml_ng::from_str(rules) {
+            Ok(a) => p.governance.authorization = a,
+            Err(e) => panic!("bench rules: {e}"),
+        }
+        config.policies.insert("rules".into(), p);
     }
     let (Ok(inspector), Ok(gov)) = (Inspector::new(&config), Governance::in_memory(&config)) else {
         return;
@@ -41,6 +60,26 @@ fn govern(c: &mut Criterion) {
     c.bench_function("govern/cached_decision", |b| {
         b.iter(|| {
             let d = rt.block_on(gov.decide_request("default", black_box(&http)));
+            assert!(d.cache_hit);
+        })
+    });
+
+    let headers = vec![
+        ("accept".to_owned(), "application/json".to_owned()),
+        ("x-role".to_owned(), "admin".to_owned()),
+        ("user-agent".to_owned(), "bench/1.0".to_owned()),
+    ];
+    let claims = serde_json::json!({"sub": "u1", "groups": ["admins", "dev"]});
+    let http_rules = RequestFacts {
+        headers: headers.clone(),
+        jwt_claims: Some(claims.clone()),
+        ..http.clone()
+    };
+    let first = rt.block_on(gov.decide_request("rules", &http_rules));
+    assert_eq!(first.outcome, GovOutcome::Continue);
+    c.bench_function("govern/cached_decision_6_rules", |b| {
+        b.iter(|| {
+            let d = rt.block_on(gov.decide_request("rules", black_box(&http_rules)));
             assert!(d.cache_hit);
         })
     });
@@ -73,6 +112,31 @@ fn govern(c: &mut Criterion) {
                 assert_eq!(d.outcome, GovOutcome::Continue);
                 let v = inspector.inspect_body(
                     "default",
+                    Direction::Request,
+                    Protocol::Mcp,
+                    black_box(body.as_bytes()),
+                    None,
+                );
+                black_box(v)
+            })
+        },
+    );
+    let rpc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    c.bench_function(
+        &format!("govern/full_decision_tools_call_{}B_6_rules", body.len()),
+        |b| {
+            b.iter(|| {
+                // As the proxy does: the arguments are taken out of the parsed call, per request.
+                let facts = RequestFacts {
+                    headers: headers.clone(),
+                    jwt_claims: Some(claims.clone()),
+                    arguments: rpc.pointer("/params/arguments").cloned(),
+                    ..call.clone()
+                };
+                let d = rt.block_on(gov.decide_request("rules", black_box(&facts)));
+                assert_eq!(d.outcome, GovOutcome::Continue);
+                let v = inspector.inspect_body(
+                    "rules",
                     Direction::Request,
                     Protocol::Mcp,
                     black_box(body.as_bytes()),

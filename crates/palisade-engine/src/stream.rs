@@ -88,6 +88,26 @@ enum Unit {
     Line(Vec<u8>),
 }
 
+const LIST_CHANGED: &str = "notifications/tools/list_changed";
+
+fn is_list_changed(unit: &Unit) -> bool {
+    let data: &[u8] = match unit {
+        Unit::Sse(ev) => ev.data.as_bytes(),
+        Unit::Line(l) => l,
+    };
+    // The substring test keeps the parse off every other event.
+    data.windows(LIST_CHANGED.len())
+        .any(|w| w == LIST_CHANGED.as_bytes())
+        && serde_json::from_slice::<serde_json::Value>(data)
+            .ok()
+            .and_then(|v| {
+                v.get("method")
+                    .and_then(|m| m.as_str())
+                    .map(|m| m == LIST_CHANGED)
+            })
+            .unwrap_or(false)
+}
+
 struct Piece {
     pointer: String,
     role: Role,
@@ -141,6 +161,9 @@ pub struct StreamInspector {
     failure_mode: FailureMode,
     /// A unit that could not be decoded under `fail_closed`: the stream ends at the next scan.
     undecodable: Option<String>,
+    /// An MCP `notifications/tools/list_changed` passed since the last
+    /// [`StreamInspector::take_list_changed`].
+    list_changed: bool,
 }
 
 impl std::fmt::Debug for StreamInspector {
@@ -191,6 +214,7 @@ impl StreamInspector {
             endpoint: None,
             failure_mode: FailureMode::FailClosed,
             undecodable: None,
+            list_changed: false,
         }
         .with_failure_mode(None)
     }
@@ -250,6 +274,9 @@ impl StreamInspector {
         if units.is_empty() {
             return Ok(out);
         }
+        if self.protocol == Protocol::Mcp {
+            self.list_changed |= units.iter().any(is_list_changed);
+        }
         // One scan per read, not per unit: nothing is sent between the units of one read, so
         // scanning after each would only rescan a growing window.
         for unit in units {
@@ -261,6 +288,12 @@ impl StreamInspector {
         }
         self.emit(false, &mut out);
         Ok(out)
+    }
+
+    /// Whether an MCP `notifications/tools/list_changed` passed since the last call: the gateway
+    /// then re-checks the server's tools without waiting for the client to list them.
+    pub fn take_list_changed(&mut self) -> bool {
+        std::mem::take(&mut self.list_changed)
     }
 
     /// Sends everything held now (the upstream went idle). Values completed later are redacted

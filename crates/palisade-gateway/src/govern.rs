@@ -93,12 +93,19 @@ fn header<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str> {
 /// The `sub` claim of a bearer JWT, decoded without verifying the signature: it is used to key
 /// rate limits and name users in records, never to grant anything.
 fn jwt_sub(parts: &http::request::Parts) -> Option<String> {
+    let v = jwt_claims(parts)?;
+    v.get("sub").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The claims of a bearer JWT, decoded, not verified (see `unverified_jwt_claims`).
+fn jwt_claims(parts: &http::request::Parts) -> Option<Value> {
     let token = header(parts, "authorization")?.strip_prefix("Bearer ")?;
     let mut it = token.split('.');
     let (_, payload, _) = (it.next()?, it.next()?, it.next()?);
     let bytes = palisade_detect::normalize::base64_decode(payload.as_bytes())?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("sub").and_then(Value::as_str).map(str::to_owned)
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .filter(Value::is_object)
 }
 
 /// The request path as the upstream API sees it, below the route's prefix (`/gov/customers/1` on
@@ -143,11 +150,13 @@ pub(crate) async fn on_request(
     let gov: &Governance = &state.governance;
     let mut governed = Governed::default();
     let mcp = target.protocol == Protocol::Mcp || target.protocol == Protocol::Auto;
+    let mut rpc: Option<Value> = None;
     if mcp && !body.is_empty() {
         if let Ok(v) = serde_json::from_slice::<Value>(body) {
             if v.get("jsonrpc").and_then(Value::as_str) == Some("2.0") {
                 governed.mcp_method = v.get("method").and_then(Value::as_str).map(str::to_owned);
                 governed.mcp_id = v.get("id").map(Value::to_string);
+                rpc = Some(v);
             }
         }
     }
@@ -159,12 +168,32 @@ pub(crate) async fn on_request(
     if gov.excluded(&target.policy, path) {
         return Ok(governed);
     }
-    let tool = if governed.mcp_method.as_deref() == Some("tools/call") {
-        serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-            v.pointer("/params/name")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+    let call = rpc
+        .as_mut()
+        .filter(|_| governed.mcp_method.as_deref() == Some("tools/call"))
+        .and_then(|v| v.get_mut("params"));
+    let tool = call
+        .as_ref()
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    // What authorization rules read, gathered only when some rule reads it.
+    let policy = target.policy.as_str();
+    let arguments = match call {
+        Some(p) if gov.rules_read(policy, "mcp") => p.get_mut("arguments").map(Value::take),
+        _ => None,
+    };
+    let headers = if gov.rules_read(policy, "request") {
+        parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let jwt_claims = if gov.rules_read(policy, "jwt") {
+        jwt_claims(parts)
     } else {
         None
     };
@@ -190,6 +219,9 @@ pub(crate) async fn on_request(
         mcp_method: governed.mcp_method.clone(),
         tool,
         body,
+        headers,
+        jwt_claims,
+        arguments,
         failure_mode: mode,
     };
     let mut d = gov.decide_request(&target.policy, &facts).await;
@@ -596,4 +628,158 @@ pub(crate) async fn list_response(
             status,
         },
     ))
+}
+
+/// Headers of a client's MCP session that a tools re-check sends again, so the upstream answers
+/// in that session (streamable HTTP: `Mcp-Session-Id`; plus the protocol version and the
+/// client's credentials).
+#[derive(Debug, Clone)]
+pub(crate) struct Recheck(Vec<(header::HeaderName, HeaderValue)>);
+
+/// The session headers of a request whose response stream may announce a tools change; `None`
+/// when the session cannot be addressed on its own (MCP's older SSE transport, where the answer
+/// to a request travels on the client's stream).
+pub(crate) fn recheck_for(
+    state: &State,
+    target: &Target,
+    parts: &http::request::Parts,
+) -> Option<Recheck> {
+    let watched = state
+        .governance
+        .tool_settings(&target.policy)
+        .is_some_and(|t| t.pin);
+    if !watched || target.protocol != Protocol::Mcp {
+        return None;
+    }
+    parts.headers.get("mcp-session-id")?;
+    let keep = [
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "authorization",
+        "x-api-key",
+    ];
+    Some(Recheck(
+        parts
+            .headers
+            .iter()
+            .filter(|(k, _)| keep.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ))
+}
+
+/// Whether responses on this target must pass through the stream inspector even when the policy
+/// has no output rules: it is where `notifications/tools/list_changed` is noticed.
+pub(crate) fn watches_streams(state: &State, target: &Target) -> bool {
+    target.protocol == Protocol::Mcp
+        && state
+            .governance
+            .tool_settings(&target.policy)
+            .is_some_and(|t| t.pin)
+}
+
+/// A server said its tools changed: fetch `tools/list` from it in the client's session, now,
+/// and review it as if the client had asked (pins, rug pulls, quarantine, poisoning), so a
+/// changed tool is refused before the client lists again. Runs on its own task; the stream it
+/// was noticed on is not held up.
+pub(crate) fn spawn_recheck(
+    state: Arc<State>,
+    target: Target,
+    recheck: Recheck,
+    request_id: String,
+    mode: FailureMode,
+) {
+    tokio::spawn(async move {
+        let scope = scope(&target);
+        match fetch_tools(&state, &target, &recheck, &request_id).await {
+            Ok(result) => {
+                let review = state
+                    .governance
+                    .review_list(&target.policy, &scope, "tools/list", &result, mode)
+                    .await;
+                for f in &review.findings {
+                    tracing::warn!(
+                        target: "palisade::finding",
+                        request_id = %request_id,
+                        route = %target.route,
+                        detector = f.detector,
+                        kind = %f.kind,
+                        severity = %f.severity,
+                        tool = f.tool.as_deref().unwrap_or(""),
+                        detail = %f.detail,
+                        "governance finding (tools re-checked after list_changed)"
+                    );
+                }
+                state
+                    .governance
+                    .audit(
+                        "palisade",
+                        "tools.rechecked",
+                        &scope,
+                        Some("notifications/tools/list_changed".into()),
+                        json!({ "findings": review.findings.len(), "hidden": review.hide }),
+                    )
+                    .await;
+            }
+            Err(why) => {
+                tracing::warn!(request_id = %request_id, route = %target.route, error = %why, "tools re-check after list_changed failed; pins are checked at the next tools/list");
+            }
+        }
+    });
+}
+
+async fn fetch_tools(
+    state: &State,
+    target: &Target,
+    recheck: &Recheck,
+    request_id: &str,
+) -> Result<Value, String> {
+    let rpc_id = format!("palisade-recheck-{request_id}");
+    let body = json!({ "jsonrpc": "2.0", "id": rpc_id, "method": "tools/list" }).to_string();
+    let mut builder = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(&target.url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json, text/event-stream");
+    for (k, v) in &recheck.0 {
+        builder = builder.header(k, v);
+    }
+    let req = builder.body(full(body)).map_err(|e| e.to_string())?;
+    let resp = crate::proxy::send(state, req)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("upstream answered {}", resp.status()));
+    }
+    let limit = state.config.limits.max_response_body_bytes;
+    let (bytes, rest) = tokio::time::timeout(
+        Duration::from_millis(state.config.timeouts.total_ms),
+        crate::proxy::read_bounded(resp.into_body(), limit),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())??;
+    if rest.is_some() {
+        return Err(format!("tools/list over {limit} bytes"));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    // One JSON body, or SSE events of which one answers our id.
+    let candidates: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => vec![v],
+        Err(_) => text
+            .split("\n\n")
+            .filter_map(|ev| {
+                let data: Vec<&str> = ev
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                serde_json::from_str(&data.join("\n")).ok()
+            })
+            .collect(),
+    };
+    candidates
+        .into_iter()
+        .find(|m| m.get("id").and_then(Value::as_str) == Some(rpc_id.as_str()))
+        .and_then(|mut m| m.get_mut("result").map(Value::take))
+        .ok_or_else(|| "no tools/list result in the answer".to_owned())
 }

@@ -465,7 +465,10 @@ fn upstream_request(
         .map_err(|e| GatewayError::BadTarget(e.to_string()))
 }
 
-async fn send(state: &State, req: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
+pub(crate) async fn send(
+    state: &State,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, GatewayError> {
     let header_ms = state.config.timeouts.header_ms;
     match tokio::time::timeout(Duration::from_millis(header_ms), state.client.request(req)).await {
         Ok(Ok(r)) => Ok(r),
@@ -641,7 +644,9 @@ async fn enforce(
         .policy_arc(&target.policy)
         .map_err(|e| GatewayError::BadTarget(e.to_string()))?;
 
-    if policy.detectors(Direction::Response).is_empty() {
+    if policy.detectors(Direction::Response).is_empty()
+        && !crate::govern::watches_streams(state, target)
+    {
         // Nothing to look for in responses: stream it through as it comes, like any proxy.
         let idle = Duration::from_millis(state.config.timeouts.idle_stream_ms);
         let mut r = Response::new(IdleTimeout::new(rbody, idle).boxed());
@@ -697,6 +702,7 @@ async fn enforce(
             inspector,
             tx,
             mode,
+            crate::govern::recheck_for(state, target, &parts),
         ));
         let mut r = Response::new(http_body_util::BodyExt::boxed(body));
         *r.status_mut() = rparts.status;
@@ -921,6 +927,7 @@ fn resolve_failure(
 }
 
 /// Moves a streamed response through the stream inspector to the client.
+#[allow(clippy::too_many_arguments)]
 async fn pump_stream(
     state: Arc<State>,
     target: Target,
@@ -929,6 +936,7 @@ async fn pump_stream(
     mut inspector: StreamInspector,
     tx: mpsc::Sender<Result<Bytes, crate::body::BoxError>>,
     mode: FailureMode,
+    recheck: Option<crate::govern::Recheck>,
 ) {
     let idle_flush = Duration::from_millis(state.config.streaming.idle_flush_ms.max(1));
     let idle_limit = Duration::from_millis(state.config.timeouts.idle_stream_ms);
@@ -985,6 +993,9 @@ async fn pump_stream(
                 let Ok(data) = f.into_data() else { continue };
                 match inspector.push(&data) {
                     Ok(out) => {
+                        if inspector.take_list_changed() {
+                            on_list_changed(&state, &target, &id, recheck.as_ref(), mode);
+                        }
                         if session.is_none() {
                             if let Some(endpoint) = inspector.endpoint() {
                                 session = Some(state.sse_sessions.register(endpoint, tx.clone()));
@@ -1060,6 +1071,29 @@ async fn pump_stream(
             inspector.findings(),
         );
         tracing::info!(target: "palisade::decision", request_id = %id, route = %target.route, decision = "redact", reasons = ?inspector.reasons(), "stream redacted");
+    }
+}
+
+/// The hook for `notifications/tools/list_changed` seen on a stream: governance re-checks the
+/// server's tools where the session can be addressed.
+fn on_list_changed(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    recheck: Option<&crate::govern::Recheck>,
+    mode: FailureMode,
+) {
+    match recheck {
+        Some(r) => crate::govern::spawn_recheck(
+            state.clone(),
+            target.clone(),
+            r.clone(),
+            id.to_owned(),
+            mode,
+        ),
+        None => {
+            tracing::info!(request_id = %id, route = %target.route, "tools/list_changed passed; no session to re-check it in, so pins are checked at the next tools/list")
+        }
     }
 }
 

@@ -397,6 +397,11 @@ pub struct GovernanceConfig {
     /// HTTP status codes of governance answers.
     #[serde(default)]
     pub status: StatusConfig,
+    /// Authorization rules: CEL expressions over the request (agent, user, tenant, headers, JWT
+    /// claims, MCP method, tool and arguments, HTTP method and path, client IP), evaluated in
+    /// order on every request; the first rule whose expression is true decides. Never cached.
+    #[serde(default)]
+    pub authorization: AuthorizationConfig,
 }
 
 fn default_agent_header() -> String {
@@ -428,8 +433,72 @@ impl Default for GovernanceConfig {
             approval: ApprovalConfig::default(),
             decision_cache: DecisionCacheConfig::default(),
             status: StatusConfig::default(),
+            authorization: AuthorizationConfig::default(),
         }
     }
+}
+
+/// Authorization rules, evaluated in order; the first whose `when` is true decides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// What a request gets when no rule matches: `allow` (the default) or `deny`.
+    #[serde(default)]
+    pub default_effect: DefaultEffect,
+    /// Decode a bearer JWT's claims into `jwt` without verifying its signature. Required (set to
+    /// `true`) before a rule may read `jwt`, so that nobody relies on claims by mistake:
+    /// Palisade does not verify tokens, so a rule on claims is only as trustworthy as whatever
+    /// in front of it or behind it checks the signature.
+    #[serde(default)]
+    pub unverified_jwt_claims: bool,
+    /// The rules, in order.
+    #[serde(default)]
+    pub rules: Vec<AuthzRuleConfig>,
+}
+
+/// One authorization rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzRuleConfig {
+    /// The rule's name, in reasons and logs. Default: `rules[<index>]`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A CEL expression that must evaluate to a boolean. Variables: `request` (`method`, `path`
+    /// below the route prefix, `route`, `headers` with lower-case names), `source` (`ip`),
+    /// `agent`, `user`, `tenant` (strings, empty when unknown), `mcp` (`method`, `tool`,
+    /// `arguments`; empty strings and map outside MCP), `jwt` (the claims, an empty map without
+    /// a bearer JWT). Function: `inCidr(ip, "10.0.0.0/8")`. Checked when the file is read.
+    pub when: String,
+    /// What a matching request gets: `allow` (stop evaluating rules; the rest of governance
+    /// still applies), `deny` (the policy's deny status; MCP: a JSON-RPC error), or `hold` (an
+    /// approval, as `hold_actions` would).
+    pub effect: RuleEffect,
+    /// Said to the client and logged when the rule denies or holds.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// What a matching authorization rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleEffect {
+    /// Let the request go on; later rules are not evaluated.
+    Allow,
+    /// Refuse it.
+    Deny,
+    /// Hold it for approval.
+    Hold,
+}
+
+/// What a request gets when no authorization rule matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultEffect {
+    /// Let it go on (the default).
+    #[default]
+    Allow,
+    /// Refuse it.
+    Deny,
 }
 
 /// A custom action type.
@@ -719,6 +788,20 @@ pub(crate) fn check(config: &crate::config::Config) -> Result<(), (String, Strin
                         "must be between 0 and 100".into(),
                     ));
                 }
+            }
+        }
+        for (i, rule) in g.authorization.rules.iter().enumerate() {
+            if let Err(e) = crate::authz::Rule::compile(&g.authorization, i, rule) {
+                return Err((
+                    format!("policies.{name}.governance.authorization.rules[{i}].when"),
+                    rule.when
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    e,
+                ));
             }
         }
         for (i, a) in g.actions.iter().enumerate() {

@@ -27,10 +27,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use palisade_detect::Severity;
+use palisade_policy::authz::{Attributes, RuleOutcome, RuleSet};
 use palisade_policy::config::{Config, FailureMode, PolicyConfig};
 use palisade_policy::govern::{
     compile_regex, ApprovalMode, FirstSight, FlowAction, FlowRuleConfig, GovernanceConfig,
-    OnChange, PoisoningAction, RateKey, RateLimitConfig, ToolLabel, ToolsConfig,
+    OnChange, PoisoningAction, RateKey, RateLimitConfig, RuleEffect, ToolLabel, ToolsConfig,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -196,6 +197,13 @@ pub struct RequestFacts<'a> {
     pub tool: Option<String>,
     /// The request body (for the fingerprint of a held call).
     pub body: &'a [u8],
+    /// Request headers, names in lower case; gathered only when an authorization rule reads
+    /// `request` (see [`Governance::rules_read`]).
+    pub headers: Vec<(String, String)>,
+    /// The claims of a bearer JWT, decoded without verification; only when a rule reads `jwt`.
+    pub jwt_claims: Option<Value>,
+    /// The arguments of a `tools/call`; only when a rule reads `mcp`.
+    pub arguments: Option<Value>,
     /// The failure mode in force.
     pub failure_mode: FailureMode,
 }
@@ -211,6 +219,7 @@ struct PolicyGovern {
     tools: ToolsConfig,
     rate_limits: Vec<RateLimitConfig>,
     flows: Vec<FlowRuleConfig>,
+    authz: RuleSet,
 }
 
 fn compile_all(patterns: &[palisade_policy::govern::Pattern]) -> Result<Vec<regex::Regex>, String> {
@@ -233,6 +242,7 @@ impl PolicyGovern {
             tools: p.tools.clone(),
             rate_limits: p.rate_limits.clone(),
             flows: p.flows.clone(),
+            authz: RuleSet::new(&g.authorization)?,
             cfg: g.clone(),
         })
     }
@@ -289,6 +299,14 @@ impl Governance {
     /// The tool settings of policy `name`.
     pub fn tool_settings(&self, policy: &str) -> Option<&ToolsConfig> {
         self.policies.get(policy).map(|p| &p.tools)
+    }
+
+    /// Whether an authorization rule of policy `policy` reads top-level variable `name`
+    /// (`request`, `jwt`, `mcp`), so the proxy gathers headers, claims or arguments only then.
+    pub fn rules_read(&self, policy: &str, name: &str) -> bool {
+        self.policies
+            .get(policy)
+            .is_some_and(|p| p.authz.reads(name))
     }
 
     /// Whether policy `name` governs requests to `path` at all.
@@ -460,6 +478,94 @@ impl Governance {
                 detail: d.reasons.join("; "),
             });
             return d;
+        }
+
+        // Authorization rules: evaluated on every request, after the cache, because they read
+        // what its key leaves out (headers, claims, arguments, the client's address).
+        if !p.authz.is_empty() {
+            let attrs = Attributes {
+                route: facts.route,
+                method: facts.method,
+                path: facts.path,
+                headers: &facts.headers,
+                client_ip: &facts.client_ip,
+                agent: if agent == "-" { "" } else { &agent },
+                user: facts.user.as_deref().unwrap_or(""),
+                tenant: facts.tenant.as_deref().unwrap_or(""),
+                jwt: facts.jwt_claims.as_ref(),
+                mcp_method: facts.mcp_method.as_deref().unwrap_or(""),
+                tool: facts.tool.as_deref().unwrap_or(""),
+                arguments: facts.arguments.as_ref(),
+            };
+            let denied = |d: &mut GovDecision, kind: &str, detail: String| {
+                d.outcome = GovOutcome::Deny;
+                d.reasons.push(detail.clone());
+                d.findings.push(GovFinding {
+                    detector: "authorization",
+                    kind: kind.into(),
+                    severity: Severity::High,
+                    tool: facts.tool.clone(),
+                    detail,
+                });
+            };
+            match p.authz.evaluate(&attrs) {
+                RuleOutcome::NoMatch => {}
+                RuleOutcome::Matched {
+                    rule,
+                    effect,
+                    message,
+                } => {
+                    let said = message.map(|m| format!(": {m}")).unwrap_or_default();
+                    match effect {
+                        RuleEffect::Allow => {
+                            d.reasons.push(format!("allowed by rule `{rule}`"));
+                        }
+                        RuleEffect::Deny => {
+                            denied(
+                                &mut d,
+                                "rule_denied",
+                                format!("denied by authorization rule `{rule}`{said}"),
+                            );
+                            return d;
+                        }
+                        RuleEffect::Hold => {
+                            verdict = StaticVerdict::Hold;
+                            d.reasons
+                                .push(format!("held by authorization rule `{rule}`{said}"));
+                        }
+                    }
+                }
+                RuleOutcome::DefaultDeny => {
+                    denied(
+                        &mut d,
+                        "default_denied",
+                        format!(
+                            "no authorization rule of policy `{}` allows this request (default: deny)",
+                            p.name
+                        ),
+                    );
+                    return d;
+                }
+                RuleOutcome::Error { rule, error } => match facts.failure_mode {
+                    FailureMode::FailClosed => {
+                        d.failure = Some(FailureMode::FailClosed);
+                        denied(
+                            &mut d,
+                            "rule_error",
+                            format!(
+                                "authorization rule `{rule}` could not be evaluated ({error}); refused (fail_closed)"
+                            ),
+                        );
+                        return d;
+                    }
+                    FailureMode::FailOpen => {
+                        d.failure = Some(FailureMode::FailOpen);
+                        d.reasons.push(format!(
+                            "authorization rule `{rule}` could not be evaluated ({error}); rules skipped (fail_open)"
+                        ));
+                    }
+                },
+            }
         }
 
         // A quarantined or held tool is refused whatever else holds.

@@ -331,3 +331,48 @@ fn a_value_split_across_many_events_of_one_read_is_redacted() {
         );
     }
 }
+
+#[test]
+fn mcp_tools_list_changed_is_noticed_once_and_passes_unchanged() {
+    let c = policy("policies:\n  p: {}\n");
+    let Some(p) = c.policy("p") else {
+        panic!("no policy")
+    };
+    let note = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+    // A tool result that merely mentions the method is not the notification.
+    let mention = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"notifications/tools/list_changed\"}]}}\n\n";
+    let mut s = StreamInspector::new(
+        p.clone(),
+        Direction::Response,
+        Protocol::Mcp,
+        Framing::Sse,
+        StreamLimits::default(),
+        "req-1",
+        None,
+        None,
+    );
+    let mut out = Vec::new();
+    for o in s.push(mention.as_bytes()).unwrap_or_default() {
+        if let StreamOutput::Data(b) = o {
+            out.extend(b);
+        }
+    }
+    assert!(!s.take_list_changed());
+    // Split inside the method name: noticed when the event is whole.
+    let (a, b) = note.split_at(40);
+    for part in [a, b] {
+        for o in s.push(part.as_bytes()).unwrap_or_default() {
+            if let StreamOutput::Data(b) = o {
+                out.extend(b);
+            }
+        }
+    }
+    for o in s.flush() {
+        if let StreamOutput::Data(b) = o {
+            out.extend(b);
+        }
+    }
+    assert!(s.take_list_changed());
+    assert!(!s.take_list_changed());
+    assert_eq!(String::from_utf8_lossy(&out), format!("{mention}{note}"));
+}

@@ -108,3 +108,26 @@ fn custom_rules_drive_decisions() {
     assert_eq!(d.action, Action::Allow);
     assert_eq!(d.risk_score, 0);
 }
+
+#[test]
+fn bad_authorization_rule_names_file_line_field_and_position() {
+    let src = "policies:\n  p:\n    governance:\n      authorization:\n        rules:\n          - { when: \"mcp.tool == 'a'\", effect: deny }\n          - when: mcp.tool == 'b' &&\n            effect: deny\n";
+    let e = parse_str(src, "rules.yaml")
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(e.file, "rules.yaml");
+    assert_eq!(e.line, Some(7), "{e}");
+    assert_eq!(
+        e.field, "policies.p.governance.authorization.rules[1].when",
+        "{e}"
+    );
+    assert!(e.message.contains("not a valid CEL expression"), "{e}");
+    assert!(e.message.contains("expression:1:"), "{e}");
+
+    let src = "policies:\n  p:\n    governance:\n      authorization:\n        rules:\n          - { when: \"principal.id == 'x'\", effect: deny }\n";
+    let e = parse_str(src, "rules.yaml")
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(e.message.contains("unknown variable `principal`"), "{e}");
+}
