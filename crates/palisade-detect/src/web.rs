@@ -502,8 +502,9 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             "xss",
             High,
             0.95,
-            &["<script", "</script", "script>"],
-            r"<\s*/?\s*script\b|\bscript\s*>",
+            &["<script", "</script", "script>", ":script", ": script"],
+            // Also a namespaced script element (`<x:script xmlns:x=…>`).
+            r"<\s*/?\s*(?:[a-z][a-z0-9_-]{0,20}\s*:\s*)?script\b|\bscript\s*>",
         ),
         rule(
             "xss",
@@ -1757,6 +1758,9 @@ fn sql_tokens(s: &[u8], base: usize, quote: Option<u8>, out: &mut Vec<Token>) {
                     tok::FUNCTION
                 } else if let Some(&k) = SQL_WORDS.get(word) {
                     k
+                } else if word == "true" || word == "false" {
+                    // Boolean literals compare like numbers (`' or true--`).
+                    tok::NUMBER
                 } else {
                     tok::WORD
                 }
@@ -1902,6 +1906,10 @@ const STRONG_SHAPES: &[&str] = &[
     "Ewkwkw", "Ewkwo", "Ekwo", "saf(", "Baf(s", "B&na", "B&no", ";kv", "kEn", "kE(", "k(non)k",
     "k(sos)k", "k(nos)k", "k(son)k", "B)&f(", "Bt", "nt", "st", ")t", "Bof(", "Bo(f(", "B&k;",
     "B&k)",
+    // A statement on a table named with a quoted identifier: `ALTER TABLE `t``.
+    "Ekv",
+    // A breakout, a condition between two columns, and a terminator: `' and pw like pw;`.
+    "B&wkw;", "B&wkwc", "B&wkwks",
 ];
 
 /// Every shape with each breakout letter `B` expanded to `s`, `n` and `)`, in one automaton,
@@ -2188,7 +2196,12 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8], base: usiz
             let opens = before.is_none_or(|t| {
                 matches!(
                     t.kind,
-                    tok::LOGIC | tok::KEYWORD | tok::LPAREN | tok::STRING | tok::RPAREN
+                    tok::LOGIC
+                        | tok::KEYWORD
+                        | tok::LPAREN
+                        | tok::STRING
+                        | tok::RPAREN
+                        | tok::COMMA
                 )
             });
             if !opens || arithmetic(before) || arithmetic(toks.get(k + 3)) {
@@ -2267,6 +2280,32 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8], base: usiz
         if quoted_context && fp.last() == Some(&tok::COMMENT) && fp.len() <= 12 {
             return Some(hit("sqli", Medium, 0.6, start, end));
         }
+    }
+    // A list for `IN`: `IN (1, 2, 3)`, also as a quoted key (`"in (0,1)"`).
+    let lead = usize::from(quoted_context && fp.first() == Some(&tok::STRING));
+    let list = fp.get(lead..).unwrap_or_default();
+    if val.len() <= 512
+        && list.first() == Some(&tok::KEYWORD)
+        && list.get(1) == Some(&tok::LPAREN)
+        && list.contains(&tok::COMMA)
+        && list.get(2..).is_some_and(|rest| {
+            rest.iter()
+                .take_while(|&&k| k != tok::RPAREN)
+                .all(|&k| matches!(k, tok::NUMBER | tok::STRING | tok::COMMA))
+        })
+    {
+        return Some(hit("sqli", Low, 0.45, start, end));
+    }
+    // A statement on one name, ended by `;` or a comment: `DROP x;--`, `DROP/**/x`.
+    if val.len() <= 64
+        && fp.first() == Some(&tok::STATEMENT)
+        && fp.get(1) == Some(&tok::WORD)
+        && (fp.len() >= 3 || memchr::memmem::find(val, b"/*").is_some())
+        && fp
+            .get(2..)
+            .is_some_and(|r| r.iter().all(|&k| matches!(k, tok::SEMI | tok::COMMENT)))
+    {
+        return Some(hit("sqli", Low, 0.45, start, end));
     }
     // Weak: a short value made only of SQL tokens, with at least one that only SQL has.
     if val.len() > 80 || quoted_context || words > 1 || fp.contains(&tok::PROG) {
@@ -2376,7 +2415,13 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8], base: usiz
     if clause || exec || call {
         return Some(hit("sqli", Low, 0.45, start, end));
     }
-    let sql_only = has(tok::FUNCTION)
+    // A closed bracket then an operator word: `) like (`, `)or(`.
+    let bracketed = words == 0
+        && fp.len() <= 4
+        && fp.first() == Some(&tok::RPAREN)
+        && (has(tok::KEYWORD) || has(tok::LOGIC));
+    let sql_only = bracketed
+        || has(tok::FUNCTION)
         || union_used
         || has(tok::COLON_CAST)
         || statement_used
@@ -2399,9 +2444,10 @@ fn judge(fp: &[u8], toks: &[Token], quoted_context: bool, val: &[u8], base: usiz
         || (keywords >= 3
             && words <= 2
             && val.len() <= 60
-            && fp
-                .iter()
-                .any(|&k| !matches!(k, tok::KEYWORD | tok::WORD | tok::LOGIC)))
+            && (words >= 1
+                || fp
+                    .iter()
+                    .any(|&k| !matches!(k, tok::KEYWORD | tok::WORD | tok::LOGIC))))
         || comment_breakout;
     if sql_only {
         return Some(hit("sqli", Low, 0.5, start, end));
@@ -2817,6 +2863,14 @@ const COMMANDS_STRONG: &[&str] = &[
     "msfconsole",
     "msfvenom",
     "sqlmap",
+    "adduser",
+    "iwmi",
+    "gwmi",
+    "invoke-wmimethod",
+    "get-wmiobject",
+    "invoke-expression",
+    "invoke-webrequest",
+    "start-process",
 ];
 
 /// Commands that are also common English words: they need a shell-looking argument.
