@@ -746,7 +746,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             High,
             0.9,
             &["<?", "[php]"],
-            r"<\?(?:php\b|=|\s|[a-z]{0,8}\s*[;:(]|\s*(?:echo|print|system|eval|assert|exec|passthru|include|require)\b)|<\?\s*\n\s*php|\[php\]",
+            r"<\?(?:php\b|=|\s+(?:php\b|\$|[a-z_][a-z0-9_]*\s*(?:[(=;\[$'\x22]|->|::)|\?>|$)|[a-z]{0,8}\s*[;:(]|\s*(?:echo|print|system|eval|assert|exec|passthru|include|require)\b)|<\?\s*\n\s*php|\[php\]",
         ),
         rule(
             "php_injection",
