@@ -1089,7 +1089,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
                 "ftp ",
                 "tftp",
             ],
-            r#"(?:^|[^a-z0-9_.-])/(?:usr/)?s?bin/[a-z0-9_.-]+|/dev/(?:tcp|udp)/|\bcmd(?:\.exe)?\s*/[ck]\b|\bpowershell(?:\.exe)?\b|\bpwsh\b|\$\{?ifs\}?|\(\s*\)\s*\{\s*:\s*;|(?:^|[=\x22'\n])\s*\(\s*\)\s*\{|\|\s*(?:ba|z|k|da)?sh\b\s*(?:$|[\n#;&|)])|(?:[;&|`]|\$\()\s*\$[a-z_]+\s+-[a-z]|(?:^|[=\s/])/?(?:etc|s?bin|usr|dev|proc|tmp|var|home)/[a-z0-9/._-]*\[[!^]?[a-z0-9-]{1,10}\]|\b(?:ba|z|k|c|tc|da|fi)?sh\s+-[a-z]*[ci]\b|\bnc(?:at)?(?:\.exe)?\s+(?:-[a-z]*[elvnup]|[0-9a-z.-]+\s+\d{2,5})|\bsocat\b|\bmkfifo\b|<\(\s*[a-z]|\$\(\(|\$\[\s*[\d\]]|<<<|\biex\b|\binvoke-(?:expression|webrequest|restmethod|command|item|wmimethod)\b|\biwr\s|\b(?:new-object|start-process|downloadstring|downloadfile|set-executionpolicy|get-wmiobject|add-mppreference)\b|\b(?:wget|curl)\s+(?:-[a-z-]+\s+)*['"]?(?:https?|ftp)?:?/{0,2}[a-z0-9.-]+\.[a-z0-9]|/\?{2,}/|/[a-z?*]{0,3}\?[a-z?*]{0,3}/[a-z?*]*\?|\{\s*,\s*[a-z$"'][^{}\s]{0,40}\}|\{[0-9-]{0,10}[a-z$"'][a-z0-9$"'-]{0,20},[^{}\s:]{0,40}\}|\$\{?(?:shell|ifs)\b|>\(\s*[a-z]|(?:^|[;\n"']|\\n)\.(?:shell|system|databases|tables|dump|read|import|output|load|open|once)\b|%(?:comspec|systemroot|windir|programfiles|temp|appdata|userprofile|systemdrive)%|\b(?:certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|wmic|schtasks|vssadmin|bcdedit|bcdboot|reg\s+(?:add|query|delete)|net\s+(?:user|localgroup|share|use|view)|taskkill|tasklist|systeminfo|whoami)\b"#,
+            r#"(?:^|[^a-z0-9_.-])/(?:usr/)?s?bin/[a-z0-9_.-]+|/dev/(?:tcp|udp)/|\bcmd(?:\.exe)?\s*/[ck]\b|\bpowershell(?:\.exe)?\b|\bpwsh\b|\$\{?ifs\}?|\(\s*\)\s*\{\s*:\s*;|(?:^|[=\x22'\n])\s*\(\s*\)\s*\{|\|\s*(?:ba|z|k|da)?sh\b\s*(?:$|[\n#;&|)])|(?:[;&|`]|\$\()\s*\$[a-z_]+\s+-[a-z]|(?:^|[=\s/])/?(?:etc|s?bin|usr|dev|proc|tmp|var|home)/[a-z0-9/._-]*\[[!^]?[a-z0-9-]{1,10}\]|\b(?:ba|z|k|c|tc|da|fi)?sh\s+-[a-z]*[ci]\b|\bnc(?:at)?(?:\.exe)?\s+(?:-[a-z]*[elvnup]|[0-9a-z.-]+\s+\d{2,5})|\bsocat\b|\bmkfifo\b|<\(\s*[a-z]|\$\(\(|\$\[\s*[\d\]]|<<<|\biex\b|\binvoke-(?:expression|webrequest|restmethod|command|item|wmimethod)\b|\biwr\s|\b(?:new-object|start-process|downloadstring|downloadfile|set-executionpolicy|get-wmiobject|add-mppreference)\b|\b(?:wget|curl)\s+(?:-[a-z-]+\s+)*['"]?(?:https?|ftp)?:?/{0,2}[a-z0-9.-]+\.[a-z0-9]|/\?{2,}/|/[a-z?*]{0,3}\?[a-z?*]{0,3}/[a-z?*]*\?|\{\s*,\s*[a-z$"'][^{}\s]{0,40}\}|\{[0-9-]{0,10}[a-z$"'][a-z0-9$"'\\-]{0,20},[^{}\s:]{0,40}\}|\$\{?(?:shell|ifs)\b|>\(\s*[a-z]|(?:^|[;\n"']|\\n)\.(?:shell|system|databases|tables|dump|read|import|output|load|open|once)\b|%(?:comspec|systemroot|windir|programfiles|temp|appdata|userprofile|systemdrive)%|\b(?:certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|wmic|schtasks|vssadmin|bcdedit|bcdboot|reg\s+(?:add|query|delete)|net\s+(?:user|localgroup|share|use|view)|taskkill|tasklist|systeminfo|whoami)\b"#,
         ),
         rule(
             "command_injection",
@@ -1118,7 +1118,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             Medium,
             0.75,
             &["~", "!!", "!-"],
-            r#"(?:^|[=;|&])~[+-]?\d*(?:[ \t]*(?:$|[\n;&|])|/)|(?:^|[=;|&])!(?:!|-?\d+)(?:$|[\s;&|!])|(?:^|[=;|&])![-]\d+![-]\d+"#,
+            r#"(?:^|[=;|&])~[+-]?\d*(?:[ \t]*\d{0,3}[ \t]*(?:$|[\n;&|])|/)|(?:^|[=;|&])!(?:!|-?\d+)(?:$|[\s;&|!])|(?:^|[=;|&])![-]\d+![-]\d+"#,
         ),
         rule(
             "command_injection",
@@ -1128,6 +1128,15 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
                 "alias ", "alias%", "\\!", "-c:", ":!", ".shell", "+silent", "-ex ",
             ],
             r#"(?:^|[;&|`\s=])alias\s+[^\s=]{1,30}\s*=|\\!\s*(?:whoami|id|pwd|sh|bash|ls|cat)\b|-c\s*:\s*\\?!|\.shell\s|\+silent|(?:^|\s)-ex\s+\\?!"#,
+        ),
+        rule(
+            "command_injection",
+            Medium,
+            0.75,
+            &["${", "(sh)", "( sh", "(bash", "( bash"],
+            // Bash-only parameter operators (`${PATH#*:}`, `${HOME:0:1}`, `${x%/*}`) cut
+            // characters out of variables to spell a command; `(sh)` runs a subshell.
+            r"\$\{[a-z_][a-z0-9_]{0,30}(?:##?|%%?|:[-+=?]?\d)[^}\s]{0,30}\}|\(\s*(?:ba|da|z|k)?sh\s*\)",
         ),
         rule(
             "command_injection",
