@@ -202,7 +202,40 @@ def llm_app():
             yield "data: [DONE]\n\n"
         return StreamingResponse(gen(), media_type="text/event-stream")
 
+    async def batch_mcp(request):
+        # MCP as the 2025-03-26 revision allowed it: JSON-RPC batches on streamable HTTP. The
+        # Python SDK no longer accepts batches, so this small server stands in for older ones.
+        tools = [{"name": "echo", "description": "Echo the text back.",
+                  "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}},
+                 {"name": "weather", "description": "Get the weather for a city.",
+                  "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+
+        def one(m):
+            method = m.get("method")
+            if "id" not in m:
+                return None
+            if method == "tools/list":
+                result = {"tools": tools}
+            elif method == "tools/call":
+                args = m.get("params", {}).get("arguments", {})
+                result = {"content": [{"type": "text", "text": str(args.get("text", ""))}]}
+            elif method in ("ping", "initialize"):
+                result = {} if method == "ping" else {
+                    "protocolVersion": "2025-03-26", "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "batch", "version": "1"}}
+            else:
+                return {"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no such method"}}
+            return {"jsonrpc": "2.0", "id": m["id"], "result": result}
+
+        body = await request.json()
+        if isinstance(body, list):
+            out = [a for a in map(one, body) if a is not None]
+        else:
+            out = one(body)
+        return JSONResponse(out) if out else Response(status_code=202)
+
     return Starlette(routes=[
+        Route("/batch-mcp", batch_mcp, methods=["POST"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/raw", echo_raw, methods=["GET", "POST"]),

@@ -84,6 +84,8 @@ routes:
   - {{ name: changing, path_prefix: /changing, upstream: 'http://127.0.0.1:{ports['changing']}/mcp', protocol: mcp, policy: pinned }}
   - {{ name: authz, path_prefix: /authz, upstream: 'http://127.0.0.1:{ports['mcp']}/mcp', protocol: mcp, policy: authz }}
   - {{ name: authz-http, path_prefix: /authz-http, upstream: '{llm}', protocol: http, policy: authz }}
+  - {{ name: watched, path_prefix: /watched, upstream: 'http://127.0.0.1:{ports['mcp']}/mcp', protocol: mcp, policy: authz, mode: monitor }}
+  - {{ name: rug-batch, path_prefix: /rug-batch, upstream: 'http://127.0.0.1:{ports['llm']}/batch-mcp', protocol: mcp, policy: pinned }}
 policies:
   pinned:
     tools: {{ pin: true, on_change: quarantine }}
@@ -575,3 +577,87 @@ def test_tools_list_changed_triggers_a_recheck_before_the_client_lists(gov):
     mcp_session(f"{gov.base}/changing", body)
     audit = gov.adm("GET", "/admin/audit?limit=100", role="viewer").json()["entries"]
     assert any(e["action"] == "tools.rechecked" and e["target"].startswith("changing|") for e in audit)
+
+
+def rpc(i, method, **params):
+    return {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+
+
+def answers_of(r):
+    """The JSON-RPC answers of a response, JSON or SSE, batches flattened, by id."""
+    import json
+    if r.headers["content-type"].startswith("text/event-stream"):
+        msgs = [json.loads(l[5:]) for l in r.text.splitlines() if l.startswith("data:")]
+    else:
+        msgs = [r.json()]
+    return {a.get("id"): a for m in msgs for a in (m if isinstance(m, list) else [m])}
+
+
+def test_jsonrpc_batches_are_governed_message_by_message(gov):
+    """A batch cannot carry a call that would be refused alone: each message meets its own
+    rules and limits, and the first refusal refuses the whole batch, nothing forwarded."""
+    hdrs = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    batch = [rpc(1, "tools/call", name="echo", arguments={"text": "hello"}),
+             rpc(2, "tools/call", name="echo", arguments={"text": "a secret"}),
+             {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}}]
+    r = httpx.post(f"{gov.base}/authz", json=batch, headers=hdrs, timeout=10)
+    assert r.status_code == 200, r.text
+    answers = answers_of(r)
+    assert set(answers) == {1, 2}, "one error per request; the notification gets none"
+    assert "no-secrets-in-echo" in answers[2]["error"]["message"]
+    assert answers[2]["error"]["code"] == -32003
+    assert answers[1]["error"]["data"]["code"] == "batch_refused"
+    assert answers[1]["error"]["data"]["refused_index"] == 1
+    assert r.headers["x-palisade-decision"] == "deny"
+
+    # 101 calls of one tool in one batch: the limit of 100 per IP per tool still holds.
+    many = [rpc(i, "tools/call", name="read_page", arguments={"url": "https://example.com"}) for i in range(101)]
+    r = httpx.post(f"{gov.base}/limited", json=many, headers=hdrs, timeout=30)
+    answers = answers_of(r)
+    assert answers[100]["error"]["code"] == -32029, answers[100]
+    assert answers[100]["error"]["data"]["retry_after_seconds"] >= 1
+    assert answers[0]["error"]["data"]["code"] == "batch_refused"
+    assert "retry-after" in r.headers
+
+
+def test_a_batched_tools_list_is_reviewed_like_a_single_one(gov):
+    """A quarantined tool stays hidden, and stays refused, when asked for inside a batch."""
+    hdrs = {"accept": "application/json", "content-type": "application/json"}
+    url = f"{gov.base}/rug-batch"
+    first = answers_of(httpx.post(url, json=[rpc(1, "tools/list"), rpc(2, "ping")], headers=hdrs, timeout=10))
+    assert {t["name"] for t in first[1]["result"]["tools"]} == {"echo", "weather"}
+    r = gov.adm("POST", "/admin/tools/quarantine", role="admin",
+                json={"route": "rug-batch", "tool": "echo", "reason": "batch test"})
+    assert r.status_code == 200, r.text
+
+    r = httpx.post(url, json=[rpc(7, "tools/list"), rpc(8, "ping")], headers=hdrs, timeout=10)
+    assert r.status_code == 200, r.text
+    answers = answers_of(r)
+    assert {t["name"] for t in answers[7]["result"]["tools"]} == {"weather"}
+    assert answers[8]["result"] == {}, "the other answer of the batch passes"
+    assert r.headers["x-palisade-decision"] == "redact"
+    r = httpx.post(url, json=[rpc(9, "tools/call", name="echo", arguments={"text": "hi"})], headers=hdrs, timeout=10)
+    assert "quarantine" in answers_of(r)[9]["error"]["message"]
+
+    assert gov.adm("POST", "/admin/tools/release", role="admin",
+                   json={"route": "rug-batch", "tool": "echo"}).status_code == 200
+    r = httpx.post(url, json=[rpc(10, "tools/call", name="echo", arguments={"text": "hi"})], headers=hdrs, timeout=10)
+    assert answers_of(r)[10]["result"]["content"][0]["text"] == "hi"
+
+
+def test_monitor_routes_report_what_governance_would_do(gov):
+    """A monitor route forwards everything, and records what governance would have refused."""
+    async def body(s):
+        r = await s.call_tool("echo", {"text": "a secret"})
+        assert r.content[0].text == "a secret", "monitor mode does not refuse"
+
+    mcp_session(f"{gov.base}/watched", body)
+    deadline = time.time() + 5
+    hits = []
+    while time.time() < deadline and not hits:
+        page = gov.adm("GET", "/admin/events?route=watched", role="viewer").json()
+        hits = [f for e in page["items"] for f in e["findings"] if f["kind"] == "rule_denied"]
+        time.sleep(0.1)
+    assert hits and hits[0]["action"] == "would_deny", hits
+    log = Path(gov.log).read_text()
+    assert "governance decision (monitor: not enforced)" in log and '"would":"would_deny"' in log

@@ -51,24 +51,87 @@ impl Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|d| crate::records::Governed {
-                agent: d.agent.clone(),
-                action: d.action.clone(),
-                risk: d.risk_score,
-                outcome: d.label(),
-                findings: d
-                    .findings
-                    .iter()
-                    .map(|f| {
-                        (
-                            f.detector.to_owned(),
-                            f.kind.clone(),
-                            f.severity.to_string(),
-                        )
-                    })
-                    .collect(),
-            })
+            .map(|d| record_of(d, false))
     }
+}
+
+/// A governance decision as the exchange's record keeps it; an observed (monitor mode) refusal
+/// is recorded as what it would have been: `would_deny`, `would_hold`, `would_error`.
+pub(crate) fn record_of(d: &GovDecision, observed: bool) -> crate::records::Governed {
+    crate::records::Governed {
+        agent: d.agent.clone(),
+        action: d.action.clone(),
+        risk: d.risk_score,
+        outcome: if observed { would(d) } else { d.label() },
+        findings: d
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.detector.to_owned(),
+                    f.kind.clone(),
+                    f.severity.to_string(),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn would(d: &GovDecision) -> &'static str {
+    match d.label() {
+        "deny" => "would_deny",
+        "pending" => "would_hold",
+        "error" => "would_error",
+        other => other,
+    }
+}
+
+/// Starts deciding, on a monitored request's copy (sent on `copy` once read), what governance
+/// would have done; the decision is logged when it comes, and also returned.
+pub(crate) fn spawn_observe(
+    state: Arc<State>,
+    target: Target,
+    id: String,
+    parts: &http::request::Parts,
+    copy: tokio::sync::oneshot::Receiver<Bytes>,
+    mode: FailureMode,
+) -> tokio::task::JoinHandle<Option<GovDecision>> {
+    // What governance reads of the request, copied: the request itself goes upstream.
+    let mut head = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .body(())
+        .map(|r| r.into_parts().0)
+        .ok();
+    if let Some(h) = head.as_mut() {
+        h.headers = parts.headers.clone();
+        if let Some(p) = parts.extensions.get::<Peer>() {
+            h.extensions.insert(*p);
+        }
+    }
+    tokio::spawn(async move {
+        let head = head?;
+        let body = copy.await.ok()?;
+        let d = observe(&state, &target, &id, &head, &body, mode).await?;
+        for f in &d.findings {
+            palisade_engine::metrics::finding(f.detector, "monitor");
+        }
+        tracing::info!(
+            target: "palisade::governance",
+            route = %target.route,
+            request_id = %id,
+            mode = "monitor",
+            action_id = %d.action_id,
+            agent = %d.agent,
+            action = %d.action,
+            would = would(&d),
+            risk_score = d.risk_score,
+            risk_level = d.risk_level.as_str(),
+            reasons = ?d.reasons,
+            "governance decision (monitor: not enforced)"
+        );
+        Some(d)
+    })
 }
 
 /// JSON-RPC error codes of governance answers.
@@ -84,6 +147,8 @@ pub(crate) struct Governed {
     pub mcp_method: Option<String>,
     /// Its JSON-RPC id, as JSON text.
     pub mcp_id: Option<String>,
+    /// A batch's requests: `(id as JSON text, method)`.
+    pub batch: Vec<(String, String)>,
 }
 
 fn header<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str> {
@@ -137,7 +202,38 @@ pub(crate) fn scope(target: &Target) -> String {
     format!("{}|{url}", target.route)
 }
 
+/// The JSON-RPC messages of a request body.
+enum Rpc {
+    /// Not JSON-RPC (or not an MCP route): governed as HTTP.
+    None,
+    /// One message.
+    One(Value),
+    /// A batch: each message is governed on its own.
+    Batch(Vec<Value>),
+}
+
+fn rpc_of(target: &Target, body: &Bytes) -> Rpc {
+    let mcp = target.protocol == Protocol::Mcp || target.protocol == Protocol::Auto;
+    if !mcp || body.is_empty() {
+        return Rpc::None;
+    }
+    let is_rpc = |v: &Value| v.get("jsonrpc").and_then(Value::as_str) == Some("2.0");
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if is_rpc(&v) => Rpc::One(v),
+        Ok(Value::Array(batch)) if !batch.is_empty() && batch.iter().all(is_rpc) => {
+            Rpc::Batch(batch)
+        }
+        _ => Rpc::None,
+    }
+}
+
 /// Governs one request before detection. `Err` is the answer to send at once.
+///
+/// A JSON-RPC batch is governed message by message, in order: each `tools/call` in it meets its
+/// own rules, quarantine, rate limits and flows, so a batch cannot carry a call that would be
+/// refused alone. The first message refused (after any wait for approval) refuses the whole
+/// batch: every request in it gets a JSON-RPC error, the refused one its own reason, the others
+/// `batch_refused`, and nothing reaches the upstream.
 pub(crate) async fn on_request(
     state: &Arc<State>,
     target: &Target,
@@ -149,28 +245,141 @@ pub(crate) async fn on_request(
 ) -> Result<Governed, (Response<Body>, Outcome)> {
     let gov: &Governance = &state.governance;
     let mut governed = Governed::default();
-    let mcp = target.protocol == Protocol::Mcp || target.protocol == Protocol::Auto;
-    let mut rpc: Option<Value> = None;
-    if mcp && !body.is_empty() {
-        if let Ok(v) = serde_json::from_slice::<Value>(body) {
-            if v.get("jsonrpc").and_then(Value::as_str) == Some("2.0") {
-                governed.mcp_method = v.get("method").and_then(Value::as_str).map(str::to_owned);
-                governed.mcp_id = v.get("id").map(Value::to_string);
-                rpc = Some(v);
-            }
+    let rpc = rpc_of(target, body);
+    match &rpc {
+        Rpc::One(v) => {
+            governed.mcp_method = v.get("method").and_then(Value::as_str).map(str::to_owned);
+            governed.mcp_id = v.get("id").map(Value::to_string);
         }
+        Rpc::Batch(msgs) => governed.batch = batch_methods(msgs),
+        Rpc::None => {}
     }
-    let path = route_path(state, target, parts.uri.path());
-    let path = path.as_str();
     let Some(g) = gov.settings(&target.policy) else {
         return Ok(governed);
     };
-    if gov.excluded(&target.policy, path) {
+    let path = route_path(state, target, parts.uri.path());
+    if gov.excluded(&target.policy, &path) {
         return Ok(governed);
     }
-    let call = rpc
-        .as_mut()
-        .filter(|_| governed.mcp_method.as_deref() == Some("tools/call"))
+    let decided = match rpc {
+        Rpc::None => decide(state, target, id, parts, &path, body, None, mode, false).await,
+        Rpc::One(mut v) => {
+            decide(
+                state,
+                target,
+                id,
+                parts,
+                &path,
+                body,
+                Some(&mut v),
+                mode,
+                false,
+            )
+            .await
+        }
+        Rpc::Batch(mut msgs) => {
+            let mut kept: Option<GovDecision> = None;
+            for i in 0..msgs.len() {
+                let Some(m) = msgs.get_mut(i) else { break };
+                if m.get("method").is_none() {
+                    continue;
+                }
+                let one = format!("{id}-{i}");
+                let d = decide(
+                    state,
+                    target,
+                    &one,
+                    parts,
+                    &path,
+                    body,
+                    Some(m),
+                    mode,
+                    false,
+                )
+                .await;
+                let d = wait_if_held(gov, d, mode).await;
+                if refuses(&d) {
+                    let answer = batch_answer(&d, g, &msgs, i, id, wants_sse);
+                    if let Some(slot) = parts.extensions.get::<Slot>() {
+                        slot.put(d);
+                    }
+                    return Err(answer);
+                }
+                if kept.as_ref().is_none_or(|k| d.risk_score >= k.risk_score) {
+                    kept = Some(d);
+                }
+            }
+            if let (Some(d), Some(slot)) = (kept, parts.extensions.get::<Slot>()) {
+                slot.put(d);
+            }
+            return Ok(governed);
+        }
+    };
+    let d = wait_if_held(gov, decided, mode).await;
+    let answer = answer(&d, g, &governed, id, wants_sse);
+    if let Some(slot) = parts.extensions.get::<Slot>() {
+        slot.put(d);
+    }
+    match answer {
+        Some(a) => Err(a),
+        None => Ok(governed),
+    }
+}
+
+/// `(id, method)` of each request in a batch, for reviewing the lists in its answer.
+fn batch_methods(msgs: &[Value]) -> Vec<(String, String)> {
+    msgs.iter()
+        .filter_map(|m| {
+            Some((
+                m.get("id")?.to_string(),
+                m.get("method")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Waits for a decision on a call held in `wait` mode; any other decision passes unchanged.
+async fn wait_if_held(gov: &Governance, d: GovDecision, mode: FailureMode) -> GovDecision {
+    let GovOutcome::Hold {
+        approval_id,
+        wait_ms: Some(wait),
+    } = &d.outcome
+    else {
+        return d;
+    };
+    let approval_id = approval_id.clone();
+    let timer = tokio::time::sleep(Duration::from_millis(*wait));
+    gov.await_hold(d, &approval_id, timer, mode).await
+}
+
+fn refuses(d: &GovDecision) -> bool {
+    !matches!(d.outcome, GovOutcome::Excluded | GovOutcome::Continue)
+}
+
+/// Decides one message (or a plain HTTP request when `msg` is `None`) of a request.
+#[allow(clippy::too_many_arguments)]
+async fn decide(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    parts: &http::request::Parts,
+    path: &str,
+    body: &Bytes,
+    msg: Option<&mut Value>,
+    mode: FailureMode,
+    observe: bool,
+) -> GovDecision {
+    let gov: &Governance = &state.governance;
+    let policy = target.policy.as_str();
+    let g = gov.settings(policy);
+    let header_of = |name: Option<&String>| name.and_then(|n| header(parts, n)).map(str::to_owned);
+    let mcp_method = msg
+        .as_ref()
+        .and_then(|v| v.get("method"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let call = msg
+        .filter(|_| mcp_method.as_deref() == Some("tools/call"))
         .and_then(|v| v.get_mut("params"));
     let tool = call
         .as_ref()
@@ -178,7 +387,6 @@ pub(crate) async fn on_request(
         .and_then(Value::as_str)
         .map(str::to_owned);
     // What authorization rules read, gathered only when some rule reads it.
-    let policy = target.policy.as_str();
     let arguments = match call {
         Some(p) if gov.rules_read(policy, "mcp") => p.get_mut("arguments").map(Value::take),
         _ => None,
@@ -209,49 +417,92 @@ pub(crate) async fn on_request(
         method: parts.method.as_str(),
         path,
         client_ip: peer.unwrap_or_default(),
-        agent_header: header(parts, &g.agent_id_header).map(str::to_owned),
-        user: header(parts, &g.user_header)
-            .map(str::to_owned)
-            .or_else(|| jwt_sub(parts)),
-        tenant: header(parts, &g.tenant_header).map(str::to_owned),
+        agent_header: header_of(g.map(|g| &g.agent_id_header)),
+        user: header_of(g.map(|g| &g.user_header)).or_else(|| jwt_sub(parts)),
+        tenant: header_of(g.map(|g| &g.tenant_header)),
         api_key,
         mcp_session: header(parts, "mcp-session-id").map(str::to_owned),
-        mcp_method: governed.mcp_method.clone(),
+        mcp_method,
         tool,
         body,
         headers,
         jwt_claims,
         arguments,
         failure_mode: mode,
+        observe,
     };
-    let mut d = gov.decide_request(&target.policy, &facts).await;
-    if let GovOutcome::Hold {
-        approval_id,
-        wait_ms: Some(wait),
-    } = &d.outcome
-    {
-        let approval_id = approval_id.clone();
-        let timer = tokio::time::sleep(Duration::from_millis(*wait));
-        d = gov.await_hold(d, &approval_id, timer, mode).await;
-    }
-    let answer = answer(&d, g, &governed, id, wants_sse);
-    if let Some(slot) = parts.extensions.get::<Slot>() {
-        slot.put(d);
-    }
-    match answer {
-        Some(a) => Err(a),
-        None => Ok(governed),
-    }
+    gov.decide_request(policy, &facts).await
 }
 
-/// The early answer a decision calls for, if any.
-fn answer(
+/// Monitor mode: what governance would decide on a request whose copy is `body`, without
+/// refusing or holding it. Counters and session paths advance as they would in enforce mode;
+/// a batch is decided message by message and reported by its first refusal.
+pub(crate) async fn observe(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    mode: FailureMode,
+) -> Option<GovDecision> {
+    let gov: &Governance = &state.governance;
+    gov.settings(&target.policy)?;
+    let path = route_path(state, target, parts.uri.path());
+    if gov.excluded(&target.policy, &path) {
+        return None;
+    }
+    let d = match rpc_of(target, body) {
+        Rpc::None => decide(state, target, id, parts, &path, body, None, mode, true).await,
+        Rpc::One(mut v) => {
+            decide(
+                state,
+                target,
+                id,
+                parts,
+                &path,
+                body,
+                Some(&mut v),
+                mode,
+                true,
+            )
+            .await
+        }
+        Rpc::Batch(mut msgs) => {
+            let mut kept: Option<GovDecision> = None;
+            for (i, m) in msgs.iter_mut().enumerate() {
+                if m.get("method").is_none() {
+                    continue;
+                }
+                let one = format!("{id}-{i}");
+                let d = decide(state, target, &one, parts, &path, body, Some(m), mode, true).await;
+                let worse = kept
+                    .as_ref()
+                    .is_none_or(|k| (refuses(&d), d.risk_score) > (refuses(k), k.risk_score));
+                if worse {
+                    kept = Some(d);
+                }
+            }
+            kept?
+        }
+    };
+    Some(d)
+}
+
+/// Why a decision refuses, in the terms of its answer.
+struct Refusal {
+    status: StatusCode,
+    mcp_code: Option<i64>,
+    body: Value,
+    retry_after: Option<u64>,
+    code: &'static str,
+    message: String,
+}
+
+fn refusal(
     d: &GovDecision,
     g: &palisade_policy::govern::GovernanceConfig,
-    governed: &Governed,
     id: &str,
-    wants_sse: bool,
-) -> Option<(Response<Body>, Outcome)> {
+) -> Option<Refusal> {
     let reasons = d.reasons.clone();
     let message = reasons.join("; ");
     let (status, mcp_code, code, extra, retry_after) = match &d.outcome {
@@ -304,56 +555,146 @@ fn answer(
     if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
         b.extend(e);
     }
-    let mut r = match (mcp_code, &governed.mcp_method) {
+    Some(Refusal {
+        status,
+        mcp_code,
+        body,
+        retry_after,
+        code,
+        message,
+    })
+}
+
+/// The early answer a decision calls for, if any.
+fn answer(
+    d: &GovDecision,
+    g: &palisade_policy::govern::GovernanceConfig,
+    governed: &Governed,
+    id: &str,
+    wants_sse: bool,
+) -> Option<(Response<Body>, Outcome)> {
+    let r = refusal(d, g, id)?;
+    let rpc_id = governed
+        .mcp_id
+        .as_deref()
+        .filter(|_| governed.mcp_method.is_some())
+        .map(|s| serde_json::from_str(s).unwrap_or(Value::Null));
+    let response = match (r.mcp_code, rpc_id) {
         // A JSON-RPC request gets a JSON-RPC error, so the client's SDK raises it.
-        (Some(c), Some(_)) if governed.mcp_id.is_some() => {
-            let rpc_id: Value = governed
-                .mcp_id
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or(Value::Null);
+        (Some(c), Some(rpc_id)) => {
             let msg = json!({
                 "jsonrpc": "2.0",
                 "id": rpc_id,
-                "error": { "code": c, "message": format!("{code}: {message}"), "data": body },
+                "error": { "code": c, "message": format!("{}: {}", r.code, r.message), "data": r.body },
             });
-            let mut r = if wants_sse {
-                let mut r = Response::new(full(format!("event: message\ndata: {msg}\n\n")));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                );
-                r
-            } else {
-                json_body(&msg)
-            };
-            // A JSON-RPC error travels in a 200, except a missing identity, which is HTTP's.
-            *r.status_mut() = if status == StatusCode::UNAUTHORIZED {
-                status
-            } else {
-                StatusCode::OK
-            };
-            r
+            rpc_response(&msg, r.status, wants_sse)
         }
-        _ => {
-            let mut r = json_body(&json!({ "error": body }));
-            *r.status_mut() = status;
-            r
-        }
+        _ => http_refusal(&r),
     };
-    if let Some(s) = retry_after {
-        r.headers_mut()
+    Some(finish_refusal(response, &r, d))
+}
+
+/// The answer to a batch refused at message `refused`: a JSON-RPC error for every request in it.
+fn batch_answer(
+    d: &GovDecision,
+    g: &palisade_policy::govern::GovernanceConfig,
+    msgs: &[Value],
+    refused: usize,
+    id: &str,
+    wants_sse: bool,
+) -> (Response<Body>, Outcome) {
+    let Some(r) = refusal(d, g, id) else {
+        // Only refusals reach here; answer as a denial if that ever changes.
+        let r = Refusal {
+            status: StatusCode::FORBIDDEN,
+            mcp_code: Some(MCP_DENIED),
+            body: json!({ "code": "palisade_denied", "request_id": id }),
+            retry_after: None,
+            code: "palisade_denied",
+            message: String::new(),
+        };
+        return finish_refusal(http_refusal(&r), &r, d);
+    };
+    let errors: Vec<Value> = msgs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let rpc_id = m.get("id")?.clone();
+            m.get("method")?;
+            let error = if i == refused {
+                json!({
+                    "code": r.mcp_code.unwrap_or(MCP_DENIED),
+                    "message": format!("{}: {}", r.code, r.message),
+                    "data": r.body,
+                })
+            } else {
+                json!({
+                    "code": MCP_DENIED,
+                    "message": format!(
+                        "batch_refused: message {refused} of this batch was refused ({}), so none of it was forwarded",
+                        r.code
+                    ),
+                    "data": { "code": "batch_refused", "request_id": id, "refused_index": refused },
+                })
+            };
+            Some(json!({ "jsonrpc": "2.0", "id": rpc_id, "error": error }))
+        })
+        .collect();
+    let response = if errors.is_empty() || r.mcp_code.is_none() {
+        // Only notifications (no one to answer in JSON-RPC), or a missing identity: HTTP's error.
+        http_refusal(&r)
+    } else {
+        rpc_response(&Value::Array(errors), r.status, wants_sse)
+    };
+    finish_refusal(response, &r, d)
+}
+
+/// A JSON-RPC answer, as JSON or one SSE event. It travels in a 200, except a missing
+/// identity, which is HTTP's.
+fn rpc_response(msg: &Value, status: StatusCode, wants_sse: bool) -> Response<Body> {
+    let mut r = if wants_sse {
+        let mut r = Response::new(full(format!("event: message\ndata: {msg}\n\n")));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        r
+    } else {
+        json_body(msg)
+    };
+    *r.status_mut() = if status == StatusCode::UNAUTHORIZED {
+        status
+    } else {
+        StatusCode::OK
+    };
+    r
+}
+
+fn http_refusal(r: &Refusal) -> Response<Body> {
+    let mut resp = json_body(&json!({ "error": r.body }));
+    *resp.status_mut() = r.status;
+    resp
+}
+
+fn finish_refusal(
+    mut response: Response<Body>,
+    r: &Refusal,
+    d: &GovDecision,
+) -> (Response<Body>, Outcome) {
+    if let Some(s) = r.retry_after {
+        response
+            .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
-    let s = r.status().as_u16();
-    Some((
-        r,
+    let status = response.status().as_u16();
+    (
+        response,
         Outcome {
             decision: d.label(),
             reasons: d.reasons.clone(),
-            status: s,
+            status,
         },
-    ))
+    )
 }
 
 fn status(code: u16, fallback: StatusCode) -> StatusCode {
@@ -413,10 +754,7 @@ pub(crate) fn finish(slot: &Slot, response: &mut Response<Body>, route: &str) {
 
 /// Whether the response to `method` is a list governance reviews.
 pub(crate) fn reviews(state: &State, target: &Target, method: Option<&str>) -> bool {
-    let listed = matches!(
-        method,
-        Some("tools/list") | Some("prompts/list") | Some("resources/list")
-    );
+    let listed = method.is_some_and(is_list);
     listed
         && state
             .governance
@@ -424,19 +762,164 @@ pub(crate) fn reviews(state: &State, target: &Target, method: Option<&str>) -> b
             .is_some_and(|t| t.pin || t.poisoning.enabled)
 }
 
+fn is_list(method: &str) -> bool {
+    matches!(method, "tools/list" | "prompts/list" | "resources/list")
+}
+
+/// Which request method each answer in a response replies to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Methods<'a> {
+    /// One request, one answer.
+    One(&'a str),
+    /// A batch: `(id as JSON text, method)` of each request.
+    Batch(&'a [(String, String)]),
+}
+
+impl Methods<'_> {
+    fn of(&self, msg: &Value) -> Option<&str> {
+        match self {
+            Methods::One(m) => Some(m),
+            Methods::Batch(ids) => {
+                let id = msg.get("id")?.to_string();
+                ids.iter().find(|(i, _)| *i == id).map(|(_, m)| m.as_str())
+            }
+        }
+    }
+}
+
+/// Whether a batch asks for a list governance reviews.
+pub(crate) fn reviews_batch(state: &State, target: &Target, batch: &[(String, String)]) -> bool {
+    batch.iter().any(|(_, m)| reviews(state, target, Some(m)))
+}
+
+/// What reviewing a list response found so far.
+struct Review {
+    decision: &'static str,
+    reasons: Vec<String>,
+    blocked: Option<Vec<String>>,
+}
+
+/// Reviews one JSON-RPC answer (pins, rug pulls, poisoning) and applies the policy's output
+/// rules to what is left; returns its new text.
+async fn review_message(
+    state: &Arc<State>,
+    target: &Target,
+    id: &str,
+    mut msg: Value,
+    method: &str,
+    mode: FailureMode,
+    out: &mut Review,
+) -> String {
+    let result = msg.get("result").filter(|_| is_list(method));
+    if let Some(result) = result {
+        let r = state
+            .governance
+            .review_list(&target.policy, &scope(target), method, result, mode)
+            .await;
+        for f in &r.findings {
+            tracing::warn!(
+                target: "palisade::finding",
+                request_id = %id,
+                route = %target.route,
+                detector = f.detector,
+                kind = %f.kind,
+                severity = %f.severity,
+                tool = f.tool.as_deref().unwrap_or(""),
+                detail = %f.detail,
+                "governance finding"
+            );
+            out.reasons.push(format!(
+                "{}/{} ({}) {}: {}",
+                f.detector,
+                f.kind,
+                f.severity,
+                f.tool.as_deref().unwrap_or(""),
+                f.detail
+            ));
+        }
+        if let Some(why) = &r.failure {
+            out.reasons.push(format!("list review failed: {why}"));
+        }
+        if r.block {
+            out.blocked = Some(out.reasons.clone());
+        } else if !r.hide.is_empty() {
+            let key = match method {
+                "prompts/list" => "prompts",
+                "resources/list" => "resources",
+                _ => "tools",
+            };
+            if let Some(items) = msg
+                .get_mut("result")
+                .and_then(|r| r.get_mut(key))
+                .and_then(Value::as_array_mut)
+            {
+                items.retain(|t| {
+                    t.get("name")
+                        .and_then(Value::as_str)
+                        .is_none_or(|n| !r.hide.contains(n))
+                });
+            }
+            out.decision = "redact";
+        }
+    }
+    // The policy's output rules still apply to what is left.
+    let body = msg.to_string();
+    let verdict = state.inspector.inspect_body(
+        &target.policy,
+        Direction::Response,
+        Protocol::Mcp,
+        body.as_bytes(),
+        Some(method),
+    );
+    match verdict {
+        Ok(v) if v.failure.is_none() => match v.action {
+            Action::Block => {
+                out.reasons.extend(v.reasons);
+                out.blocked = Some(out.reasons.clone());
+                body
+            }
+            Action::Redact => {
+                out.reasons.extend(v.reasons);
+                out.decision = "redact";
+                v.body
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or(body)
+            }
+            Action::Allow => body,
+        },
+        Ok(v) if mode == FailureMode::FailOpen => {
+            out.reasons.extend(v.reasons);
+            body
+        }
+        Ok(v) => {
+            out.reasons.extend(v.reasons);
+            out.blocked = Some(out.reasons.clone());
+            body
+        }
+        Err(e) => {
+            out.reasons.push(e.to_string());
+            if mode == FailureMode::FailClosed {
+                out.blocked = Some(out.reasons.clone());
+            }
+            body
+        }
+    }
+}
+
 /// Reads an MCP list response whole (JSON or an SSE stream that ends after the answer), reviews
 /// it (pins, rug pulls, poisoning), removes hidden entries or refuses it, inspects what is left
-/// under the policy's output rules, and answers.
+/// under the policy's output rules, and answers. A batch answer is reviewed answer by answer,
+/// each by the method of the request with its id.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn list_response(
     state: &Arc<State>,
     target: &Target,
     id: &str,
     resp: Response<Incoming>,
-    method: &str,
+    methods: Methods<'_>,
     mcp_id: Option<&str>,
     mode: FailureMode,
-    mut reasons: Vec<String>,
+    reasons: Vec<String>,
 ) -> Result<(Response<Body>, Outcome), crate::error::GatewayError> {
     let (rparts, rbody) = resp.into_parts();
     let limit = state.config.limits.max_response_body_bytes;
@@ -451,24 +934,10 @@ pub(crate) async fn list_response(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let mut decision = "allow";
-    let mut blocked: Option<Vec<String>> = None;
-    let scope = scope(target);
-    let review_one = |msg: Value| {
-        let state = state.clone();
-        let scope = scope.clone();
-        let policy = target.policy.clone();
-        let method = method.to_owned();
-        async move {
-            let Some(result) = msg.get("result") else {
-                return (msg, None);
-            };
-            let review = state
-                .governance
-                .review_list(&policy, &scope, &method, result, mode)
-                .await;
-            (msg, Some(review))
-        }
+    let mut review = Review {
+        decision: "allow",
+        reasons,
+        blocked: None,
     };
     // Split into messages: one JSON body, or the data of each SSE event.
     let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -489,98 +958,24 @@ pub(crate) async fn list_response(
     };
     let mut out = String::new();
     for (raw, msg) in events {
-        let Some(msg) = msg else {
-            out.push_str(&raw);
-            continue;
-        };
-        let (mut msg, review) = review_one(msg).await;
-        if let Some(r) = review {
-            for f in &r.findings {
-                tracing::warn!(
-                    target: "palisade::finding",
-                    request_id = %id,
-                    route = %target.route,
-                    detector = f.detector,
-                    kind = %f.kind,
-                    severity = %f.severity,
-                    tool = f.tool.as_deref().unwrap_or(""),
-                    detail = %f.detail,
-                    "governance finding"
-                );
-                reasons.push(format!(
-                    "{}/{} ({}) {}: {}",
-                    f.detector,
-                    f.kind,
-                    f.severity,
-                    f.tool.as_deref().unwrap_or(""),
-                    f.detail
-                ));
+        let final_body = match msg {
+            None => {
+                out.push_str(&raw);
+                continue;
             }
-            if let Some(why) = &r.failure {
-                reasons.push(format!("list review failed: {why}"));
-            }
-            if r.block {
-                blocked = Some(reasons.clone());
-            } else if !r.hide.is_empty() {
-                let key = match method {
-                    "prompts/list" => "prompts",
-                    "resources/list" => "resources",
-                    _ => "tools",
-                };
-                if let Some(items) = msg
-                    .get_mut("result")
-                    .and_then(|r| r.get_mut(key))
-                    .and_then(Value::as_array_mut)
-                {
-                    items.retain(|t| {
-                        t.get("name")
-                            .and_then(Value::as_str)
-                            .is_none_or(|n| !r.hide.contains(n))
-                    });
+            Some(Value::Array(answers)) => {
+                let mut parts = Vec::with_capacity(answers.len());
+                for a in answers {
+                    let method = methods.of(&a).unwrap_or_default().to_owned();
+                    parts.push(
+                        review_message(state, target, id, a, &method, mode, &mut review).await,
+                    );
                 }
-                decision = "redact";
+                format!("[{}]", parts.join(","))
             }
-        }
-        // The policy's output rules still apply to what is left.
-        let body = msg.to_string();
-        let verdict = state.inspector.inspect_body(
-            &target.policy,
-            Direction::Response,
-            Protocol::Mcp,
-            body.as_bytes(),
-            Some(method),
-        );
-        let final_body = match verdict {
-            Ok(v) if v.failure.is_none() => match v.action {
-                Action::Block => {
-                    reasons.extend(v.reasons);
-                    blocked = Some(reasons.clone());
-                    body
-                }
-                Action::Redact => {
-                    reasons.extend(v.reasons);
-                    decision = "redact";
-                    v.body
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or(body)
-                }
-                Action::Allow => body,
-            },
-            Ok(v) if mode == FailureMode::FailOpen => {
-                reasons.extend(v.reasons);
-                body
-            }
-            Ok(v) => {
-                reasons.extend(v.reasons);
-                blocked = Some(reasons.clone());
-                body
-            }
-            Err(e) => {
-                reasons.push(e.to_string());
-                if mode == FailureMode::FailClosed {
-                    blocked = Some(reasons.clone());
-                }
-                body
+            Some(msg) => {
+                let method = methods.of(&msg).unwrap_or_default().to_owned();
+                review_message(state, target, id, msg, &method, mode, &mut review).await
             }
         };
         if sse {
@@ -589,7 +984,7 @@ pub(crate) async fn list_response(
             out.push_str(&final_body);
         }
     }
-    if let Some(why) = blocked {
+    if let Some(why) = review.blocked {
         let (status, body) = palisade_engine::blocked::block_body(Protocol::Mcp, id, &why, mcp_id);
         let mut r = if sse {
             let mut r = Response::new(full(format!("event: message\ndata: {body}\n\n")));
@@ -618,13 +1013,14 @@ pub(crate) async fn list_response(
     let mut r = Response::new(full(Bytes::from(out)));
     *r.status_mut() = rparts.status;
     *r.headers_mut() = headers;
+    let decision = review.decision;
     let r = crate::proxy::with_ids(r, id, decision);
     let status = rparts.status.as_u16();
     Ok((
         r,
         Outcome {
             decision,
-            reasons,
+            reasons: review.reasons,
             status,
         },
     ))

@@ -622,15 +622,22 @@ async fn enforce(
     let up = upstream_request(target, &parts, full(forward), true)?;
     let resp = send(state, up).await?;
     let list = req_method.clone().or(governed.mcp_method);
-    if crate::govern::reviews(state, target, list.as_deref()) {
+    let methods = if !governed.batch.is_empty() {
+        crate::govern::reviews_batch(state, target, &governed.batch)
+            .then_some(crate::govern::Methods::Batch(&governed.batch))
+    } else {
+        list.as_deref()
+            .filter(|m| crate::govern::reviews(state, target, Some(m)))
+            .map(crate::govern::Methods::One)
+    };
+    if let Some(methods) = methods {
         let mcp_id = mcp_id.or(governed.mcp_id);
-        let method = list.as_deref().unwrap_or_default();
         return crate::govern::list_response(
             state,
             target,
             id,
             resp,
-            method,
+            methods,
             mcp_id.as_deref(),
             mode,
             reasons,
@@ -1138,7 +1145,12 @@ fn log_stream_end(
     }
 }
 
-/// Monitor mode: forward at once and byte for byte; inspect copies on the side.
+/// How long a monitored answer waits, after the upstream answered, for governance's decision on
+/// the request copy, to put it in the exchange's record.
+const MONITOR_GOVERNANCE_WAIT: Duration = Duration::from_millis(20);
+
+/// Monitor mode: forward at once and byte for byte; inspect copies on the side, and decide on
+/// the request copy what governance would have done (logged, counted and recorded as `would_*`).
 async fn monitor(
     state: &Arc<State>,
     target: &Target,
@@ -1150,6 +1162,21 @@ async fn monitor(
     let tee = TeeBody::new(incoming, copy_tx);
     let up = upstream_request(target, &parts, http_body_util::BodyExt::boxed(tee), false)?;
     let inspect_limit = state.config.limits.max_request_body_bytes;
+    let (tap, observed) = match state.governance.settings(&target.policy) {
+        Some(_) => {
+            let (tap, copy) = tokio::sync::oneshot::channel();
+            let observed = crate::govern::spawn_observe(
+                state.clone(),
+                target.clone(),
+                id.to_owned(),
+                &parts,
+                copy,
+                failure_mode(state, target),
+            );
+            (Some(tap), Some(observed))
+        }
+        None => (None, None),
+    };
     spawn_copy_inspection(
         state.clone(),
         target.clone(),
@@ -1157,9 +1184,19 @@ async fn monitor(
         Direction::Request,
         copy_rx,
         inspect_limit,
-        None,
+        tap,
     );
     let resp = send(state, up).await?;
+    if let Some(observed) = observed {
+        // The upstream has normally read the whole request by the time it answers, so the
+        // decision on the copy is ready; a short bound keeps a slow reader from delaying the
+        // answer (the decision is still logged when it comes).
+        if let Ok(Ok(Some(d))) = tokio::time::timeout(MONITOR_GOVERNANCE_WAIT, observed).await {
+            if let Some(slot) = parts.extensions.get::<crate::records::Slot>() {
+                slot.governed(Some(crate::govern::record_of(&d, true)));
+            }
+        }
+    }
     let (rparts, rbody) = resp.into_parts();
     let headers = end_to_end(&rparts.headers, false);
     let (rcopy_tx, rcopy_rx) = mpsc::channel::<Bytes>(64);
@@ -1198,7 +1235,7 @@ fn spawn_copy_inspection(
     direction: Direction,
     mut rx: mpsc::Receiver<Bytes>,
     limit: usize,
-    method: Option<String>,
+    tap: Option<tokio::sync::oneshot::Sender<Bytes>>,
 ) {
     tokio::spawn(async move {
         let mut buf = BytesMut::new();
@@ -1210,15 +1247,18 @@ fn spawn_copy_inspection(
             }
             buf.extend_from_slice(&chunk);
         }
-        if buf.is_empty() {
+        let body = buf.freeze();
+        if let Some(tap) = tap {
+            let _ = tap.send(body.clone());
+        }
+        if body.is_empty() {
             return;
         }
         let verdict = tokio::task::spawn_blocking({
             let inspector = state.inspector.clone();
             let policy = target.policy.clone();
             let protocol = target.protocol;
-            let body = buf.freeze();
-            move || inspector.inspect_body(&policy, direction, protocol, &body, method.as_deref())
+            move || inspector.inspect_body(&policy, direction, protocol, &body, None)
         })
         .await;
         match verdict {

@@ -206,6 +206,10 @@ pub struct RequestFacts<'a> {
     pub arguments: Option<Value>,
     /// The failure mode in force.
     pub failure_mode: FailureMode,
+    /// Monitor mode: decide what would happen without holding anyone. Counters and session
+    /// paths still advance (so a monitored limit or flow is reported when it would bite), but a
+    /// hold creates no approval and uses no grant.
+    pub observe: bool,
 }
 
 #[derive(Debug)]
@@ -718,6 +722,13 @@ impl Governance {
             }
         }
 
+        if verdict == StaticVerdict::Hold && facts.observe {
+            d.outcome = GovOutcome::Hold {
+                approval_id: String::new(),
+                wait_ms: None,
+            };
+            return d;
+        }
         if verdict == StaticVerdict::Hold {
             let fingerprint = fingerprint(&agent, &d.action, facts);
             match self
