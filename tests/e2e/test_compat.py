@@ -92,8 +92,13 @@ def test_akto_keys_and_networks(palisade):
     # A known key works from anywhere.
     r = post(palisade, "/process/request", call, headers={"x-api-key": AKTO_KEY}, source="127.0.0.2")
     assert r.status_code == 200 and r.json()["is_blocked"] is True
-    # The native API never trusts a network.
+    # Some connectors send the bare key, without a scheme.
+    r = post(palisade, "/process/request", call, headers={"Authorization": AKTO_KEY}, source="127.0.0.2")
+    assert r.status_code == 200 and r.json()["is_blocked"] is True
+    # The native API never trusts a network, and wants a scheme.
     r = post(palisade, "/v1/guard/request", {"body": "hi"})
+    assert r.status_code == 401
+    r = post(palisade, "/v1/guard/request", {"body": "hi"}, headers={"Authorization": AKTO_KEY})
     assert r.status_code == 401
 
 
@@ -163,6 +168,23 @@ def test_akto_ingestion_allows_and_redacts_the_response(palisade):
     assert g["Metadata"]["connector"] == "kong"
 
 
+def test_akto_ingestion_keeps_the_body_wrapping_of_hook_connectors(palisade):
+    """Hook connectors wrap payloads as {"body": "<text>"} or {"body": <json>}: the wrapped body
+    is what is judged, and the modified payload comes back wrapped the same way."""
+    record = fixture("akto_ingest_record.json")
+    inner = record["responsePayload"]
+    record["responsePayload"] = json.dumps({"body": inner})
+    g = post(palisade, INGEST, record).json()["data"]["guardrailsResult"]
+    assert g["Modified"] is True
+    wrapped = json.loads(g["ModifiedPayload"])
+    assert set(wrapped) == {"body"} and isinstance(wrapped["body"], str)
+    assert "jane.doe@example.com" not in wrapped["body"] and "[EMAIL_1]" in wrapped["body"]
+    record["responsePayload"] = json.dumps({"body": json.loads(inner)})
+    g = post(palisade, INGEST, record).json()["data"]["guardrailsResult"]
+    wrapped = json.loads(g["ModifiedPayload"])
+    assert wrapped["body"]["choices"][0]["message"]["content"].startswith("Refunds go to [EMAIL_1]")
+
+
 def test_akto_ingestion_blocks_an_injected_request(palisade):
     record = fixture("akto_ingest_record.json")
     record["requestPayload"] = json.dumps({"model": "gpt-4o", "messages": [
@@ -214,6 +236,15 @@ def test_aidr_output_is_judged_as_model_output(palisade):
     v = aidr(palisade, call).json()
     assert v["result"]["transformed"] is True
     assert "jane.doe@example.com" not in v["result"]["guard_output"]["messages"][0]["content"]
+    # With the conversation before the answer, only the model's message is judged as output, and
+    # unset fields sent as null count as absent.
+    call = {"event_type": "output", "source_ip": None, "model": None, "guard_input": {"messages": [
+        {"role": "user", "content": "My card is 4111 1111 1111 1111, is that fine to share?"},
+        {"role": "assistant", "content": "Please write to jane.doe@example.com instead."}]}}
+    v = aidr(palisade, call).json()
+    out = v["result"]["guard_output"]["messages"]
+    assert out[0] == call["guard_input"]["messages"][0], "the user's message is not model output"
+    assert "jane.doe@example.com" not in out[1]["content"]
 
 
 def test_aidr_refuses_bad_calls_and_keys(palisade):

@@ -89,9 +89,12 @@ fn aidr(
             Direction::Request,
             json!({ "messages": call.guard_input.messages }),
         ),
+        // The output event may carry the conversation before the answer too: only the model's
+        // messages are model output; the others pass back as they came.
         "output" => (
             Direction::Response,
             json!({ "choices": call.guard_input.messages.iter().enumerate()
+                .filter(|(_, m)| is_model_message(m))
                 .map(|(i, m)| json!({ "index": i, "message": m }))
                 .collect::<Vec<_>>() }),
         ),
@@ -127,10 +130,19 @@ fn aidr(
     let messages: Vec<Value> = match v.body.as_deref().map(serde_json::from_str::<Value>) {
         Some(Ok(new)) if transformed => match direction {
             Direction::Request => new["messages"].as_array().cloned().unwrap_or_default(),
-            Direction::Response => new["choices"]
-                .as_array()
-                .map(|c| c.iter().map(|x| x["message"].clone()).collect())
-                .unwrap_or_default(),
+            Direction::Response => {
+                let mut messages = call.guard_input.messages;
+                for c in new["choices"].as_array().into_iter().flatten() {
+                    let slot = c["index"]
+                        .as_u64()
+                        .and_then(|i| usize::try_from(i).ok())
+                        .and_then(|i| messages.get_mut(i));
+                    if let Some(m) = slot {
+                        *m = c["message"].clone();
+                    }
+                }
+                messages
+            }
         },
         _ => call.guard_input.messages,
     };
@@ -213,7 +225,20 @@ fn akto_ingest(
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (path_full.clone(), None),
     };
-    let request_payload = text("requestPayload")?;
+    let (request_payload, request_framing) = match text("requestPayload")? {
+        Some(p) => {
+            let (b, f) = unwrap_payload(&p);
+            (Some(b), f)
+        }
+        None => (None, Framing::Raw),
+    };
+    let (response_payload, response_framing) = match text("responsePayload")? {
+        Some(p) => {
+            let (b, f) = unwrap_payload(&p);
+            (Some(b), f)
+        }
+        None => (None, Framing::Raw),
+    };
     let request = Message {
         method: text("method")?,
         path: Some(path.clone()),
@@ -231,7 +256,7 @@ fn akto_ingest(
         method: request.method.clone(),
         path: Some(path),
         headers: header_map("responseHeaders")?,
-        body: text("responsePayload")?.filter(|b| !b.is_empty()),
+        body: response_payload.filter(|b| !b.is_empty()),
         status: text("statusCode")?.and_then(|s| s.parse().ok()),
         client_ip: request.client_ip.clone(),
         mcp_method,
@@ -253,17 +278,20 @@ fn akto_ingest(
     };
     // The verdict reported: the request's when guardrails were asked for it and it did not
     // pass, else the response's when asked for, else the request's.
-    let judged: Option<&Verdict> = match (&req, &resp) {
-        (Some(r), _) if flag("guardrails") && r.action != "allow" => Some(r),
-        (_, Some(r)) if flag("response_guardrails") => Some(r),
-        (Some(r), _) if flag("guardrails") => Some(r),
+    let judged: Option<(&Verdict, Framing)> = match (&req, &resp) {
+        (Some(r), _) if flag("guardrails") && r.action != "allow" => Some((r, request_framing)),
+        (_, Some(r)) if flag("response_guardrails") => Some((r, response_framing)),
+        (Some(r), _) if flag("guardrails") => Some((r, request_framing)),
         _ => None,
     };
     let (allowed, modified, payload, reason, behaviour, risk, rid) = match judged {
-        Some(v) => (
+        Some((v, framing)) => (
             v.allowed,
             v.action == "redact",
-            v.body.clone().unwrap_or_default(),
+            v.body
+                .clone()
+                .map(|b| rewrap_payload(b, framing))
+                .unwrap_or_default(),
             v.reasons.join("; "),
             match v.action.as_str() {
                 "block" => "block",
@@ -313,6 +341,50 @@ fn akto_ingest(
         &answer,
         request_id,
     ))
+}
+
+/// Whether an AIDR message is the model's (`assistant`, or no role given).
+fn is_model_message(m: &Value) -> bool {
+    m.get("role")
+        .and_then(Value::as_str)
+        .is_none_or(|r| r == "assistant" || r == "model")
+}
+
+/// How an ingested payload was framed, so that a rewritten one is framed the same way. Some
+/// connectors send the body itself; hook-based ones wrap it as `{"body": …}`, the body a string
+/// (often JSON again) or a JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// The payload is the body.
+    Raw,
+    /// `{"body": "<the body as a string>"}`.
+    BodyString,
+    /// `{"body": <the body as JSON>}`.
+    BodyValue,
+}
+
+fn unwrap_payload(payload: &str) -> (String, Framing) {
+    if payload.trim_start().starts_with('{') {
+        if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(payload) {
+            match (o.len(), o.get("body")) {
+                (1, Some(Value::String(s))) => return (s.clone(), Framing::BodyString),
+                (1, Some(v)) => return (v.to_string(), Framing::BodyValue),
+                _ => {}
+            }
+        }
+    }
+    (payload.to_owned(), Framing::Raw)
+}
+
+fn rewrap_payload(body: String, framing: Framing) -> String {
+    match framing {
+        Framing::Raw => body,
+        Framing::BodyString => json!({ "body": body }).to_string(),
+        Framing::BodyValue => match serde_json::from_str::<Value>(&body) {
+            Ok(v) => json!({ "body": v }).to_string(),
+            Err(_) => json!({ "body": body }).to_string(),
+        },
+    }
 }
 
 /// Envoy's HTTP `ext_authz` check: Envoy sends the original request's method, its path after

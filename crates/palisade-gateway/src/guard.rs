@@ -139,6 +139,8 @@ impl Collectors {
                     .and_then(|v| {
                         v.strip_prefix("Bearer ")
                             .or_else(|| v.strip_prefix("bearer "))
+                            // Some connectors of the compatible endpoints send the bare key.
+                            .or_else(|| (trust_network && !v.contains(' ')).then_some(v))
                     })
             })
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
