@@ -69,6 +69,7 @@ def gov(tmp_path_factory):
         config = f"""
 listen: 127.0.0.1:{ports['palisade']}
 storage: {{ sqlite_path: '{tmp / "records.db"}' }}
+client_ip: {{ trusted_proxies: ['127.0.0.1'] }}
 admin:
   listen: 127.0.0.1:{ports['admin']}
   keys:
@@ -661,3 +662,28 @@ def test_monitor_routes_report_what_governance_would_do(gov):
     assert hits and hits[0]["action"] == "would_deny", hits
     log = Path(gov.log).read_text()
     assert "governance decision (monitor: not enforced)" in log and '"would":"would_deny"' in log
+
+
+def test_client_address_from_a_trusted_proxy(gov):
+    """Behind a trusted proxy (here 127.0.0.1), the client is the nearest untrusted hop of
+    X-Forwarded-For: rules over `source.ip` and the record see it, and an address the client
+    wrote into the header itself is not believed."""
+    async def office(s):
+        return (await s.call_tool("lookup_customer", {"customer_id": "7"})).content[0].text
+
+    assert "Customer 7" in mcp_session_with(f"{gov.base}/authz", office, {"x-forwarded-for": "10.1.2.3"})
+
+    async def spoofed(s):
+        with pytest.raises(McpError) as err:
+            await s.call_tool("lookup_customer", {"customer_id": "7"})
+        return str(err.value)
+
+    said = mcp_session_with(f"{gov.base}/authz", spoofed, {"x-forwarded-for": "10.1.2.3, 203.0.113.9"})
+    assert "customer lookups only from the office network" in said
+    deadline = time.time() + 5
+    seen = set()
+    while time.time() < deadline and "203.0.113.9" not in seen:
+        items = gov.adm("GET", "/admin/events?route=authz&limit=50", role="viewer").json()["items"]
+        seen = {e["client_ip"] for e in items}
+        time.sleep(0.1)
+    assert {"10.1.2.3", "203.0.113.9"} <= seen, seen

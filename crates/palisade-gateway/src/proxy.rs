@@ -85,7 +85,24 @@ pub(crate) async fn handle(
     let id = request_id();
     let governed = crate::govern::Slot::default();
     let recorded = crate::records::Slot::default();
-    req.extensions_mut().insert(crate::govern::Peer(peer));
+    // Behind trusted proxies, the client is read from their forwarding header.
+    let client = if state.config.client_ip.trusted_proxies.is_empty() {
+        peer.ip()
+    } else {
+        // Every line of the header, in order, as one list.
+        let hops: Vec<&str> = req
+            .headers()
+            .get_all(state.config.client_ip.header.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        state
+            .config
+            .client_ip
+            .client(peer.ip(), Some(&hops.join(",")))
+    };
+    req.extensions_mut()
+        .insert(crate::govern::Peer(SocketAddr::new(client, peer.port())));
     req.extensions_mut().insert(governed.clone());
     req.extensions_mut().insert(recorded.clone());
     let started = Instant::now();
@@ -162,7 +179,7 @@ pub(crate) async fn handle(
         crate::records::Facts {
             request_id: &id,
             route: &target.route,
-            client_ip: peer.ip().to_string(),
+            client_ip: client.to_string(),
             method: method.as_str(),
             path: &path,
             status: outcome.status,
@@ -175,7 +192,7 @@ pub(crate) async fn handle(
         target: "palisade::decision",
         request_id = %id,
         route = %target.route,
-        client_ip = %peer.ip(),
+        client_ip = %client,
         method = %method,
         path = %path,
         mode = ?target.mode,

@@ -414,6 +414,27 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
             }
         }
     }
+    for (j, net) in config.client_ip.trusted_proxies.iter().enumerate() {
+        if crate::config::in_network(net, std::net::Ipv4Addr::LOCALHOST.into()).is_none() {
+            return Err((
+                format!("client_ip.trusted_proxies[{j}]"),
+                net.clone(),
+                format!("`{net}` is not an address or a network such as 10.0.0.0/8"),
+            ));
+        }
+    }
+    let h = &config.client_ip.header;
+    if h.is_empty()
+        || !h
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err((
+            "client_ip.header".into(),
+            config.client_ip.header.clone(),
+            "not a valid header name".into(),
+        ));
+    }
     crate::govern::check(config)?;
     if !config.policies.contains_key(&config.proxy.policy) {
         return Err((

@@ -57,6 +57,80 @@ pub struct Config {
     /// Where events and findings are recorded.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// How the client's address is found behind load balancers and gateways.
+    #[serde(default)]
+    pub client_ip: ClientIpConfig,
+}
+
+/// How the client's address is found. By default it is the connection's peer. Behind a load
+/// balancer or a gateway, the peer is that proxy: name it in `trusted_proxies`, and the client is
+/// read from the forwarding header it adds, right to left, skipping the trusted proxies (so an
+/// address a client writes into the header itself is never believed). The client's address keys
+/// rate limits, feeds authorization rules (`source.ip`) and is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpConfig {
+    /// Addresses or networks (`10.0.0.0/8`) of proxies whose forwarding header is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The forwarding header: `x-forwarded-for` (a comma-separated list, the nearest hop last)
+    /// or a single-address header such as `x-real-ip`.
+    #[serde(default = "default_forwarded_header")]
+    pub header: String,
+}
+
+fn default_forwarded_header() -> String {
+    "x-forwarded-for".to_owned()
+}
+
+impl Default for ClientIpConfig {
+    fn default() -> Self {
+        ClientIpConfig {
+            trusted_proxies: Vec::new(),
+            header: default_forwarded_header(),
+        }
+    }
+}
+
+impl ClientIpConfig {
+    /// The client's address for a connection from `peer` carrying forwarding header `forwarded`.
+    pub fn client(&self, peer: std::net::IpAddr, forwarded: Option<&str>) -> std::net::IpAddr {
+        let trusted = |ip: std::net::IpAddr| {
+            self.trusted_proxies
+                .iter()
+                .any(|n| in_network(n, ip) == Some(true))
+        };
+        if self.trusted_proxies.is_empty() || !trusted(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for hop in forwarded.unwrap_or("").rsplit(',') {
+            let Some(ip) = parse_hop(hop) else {
+                // Garbage in the chain: stop at the last address we could trust.
+                return client;
+            };
+            client = ip;
+            if !trusted(ip) {
+                return ip;
+            }
+        }
+        client
+    }
+}
+
+/// One hop of a forwarding header: `203.0.113.7`, `2001:db8::1`, `[2001:db8::1]:443`,
+/// `203.0.113.7:51234`.
+fn parse_hop(hop: &str) -> Option<std::net::IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
 }
 
 /// Where events and findings are recorded: one SQLite file by default.
@@ -188,6 +262,7 @@ impl Default for Config {
             admin: None,
             state: crate::govern::StateConfig::default(),
             storage: StorageConfig::default(),
+            client_ip: ClientIpConfig::default(),
         }
     }
 }
@@ -698,5 +773,57 @@ impl TryFrom<RawCustomRule> for CustomRuleConfig {
         custom::CustomDetector::new(&[rule.to_rule()], &CustomLimits::default())
             .map_err(|e| e.to_string())?;
         Ok(rule)
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::ClientIpConfig;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn the_forwarding_header_is_believed_only_from_trusted_proxies() {
+        let c = ClientIpConfig {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "192.0.2.1".into()],
+            ..ClientIpConfig::default()
+        };
+        // Not behind a trusted proxy: the peer, whatever the header says.
+        assert_eq!(
+            c.client(ip("203.0.113.5"), Some("1.2.3.4")),
+            ip("203.0.113.5")
+        );
+        // Behind one: the nearest untrusted hop, right to left.
+        assert_eq!(
+            c.client(ip("10.1.1.1"), Some("203.0.113.7")),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            c.client(ip("10.1.1.1"), Some("6.6.6.6, 203.0.113.7, 10.2.2.2")),
+            ip("203.0.113.7"),
+            "an address the client wrote itself (6.6.6.6) is not believed"
+        );
+        assert_eq!(
+            c.client(ip("192.0.2.1"), Some("[2001:db8::9]:443")),
+            ip("2001:db8::9")
+        );
+        assert_eq!(
+            c.client(ip("10.1.1.1"), Some("198.51.100.4:5123")),
+            ip("198.51.100.4")
+        );
+        // No header, or only trusted hops: the farthest trusted hop.
+        assert_eq!(c.client(ip("10.1.1.1"), None), ip("10.1.1.1"));
+        assert_eq!(c.client(ip("10.1.1.1"), Some("10.3.3.3")), ip("10.3.3.3"));
+        // Garbage stops the walk at the last hop believed.
+        assert_eq!(
+            c.client(ip("10.1.1.1"), Some("unknown, 10.3.3.3")),
+            ip("10.3.3.3")
+        );
+        // Nothing trusted: always the peer.
+        let none = ClientIpConfig::default();
+        assert_eq!(none.client(ip("10.1.1.1"), Some("1.2.3.4")), ip("10.1.1.1"));
     }
 }
