@@ -6,6 +6,7 @@
 //! | `palisade_request_duration_seconds` | `route` | histogram of the time Palisade took, upstream included |
 //! | `palisade_findings_total` | `detector`, `action` | findings the policy covered, by what it did about them |
 //! | `palisade_stream_events_total` | `outcome` | streamed responses that ended `blocked`, `redacted` or `client_gone` |
+//! | `palisade_trace_spans_total` | `outcome` | trace spans `exported`, `failed` or `dropped` |
 //!
 //! Label sets are small and fixed by the configuration (routes, collectors, detectors), so each
 //! series is a handful of atomics found through one short lock per request; scraping copies them.
@@ -51,6 +52,7 @@ struct Registry {
     durations: Mutex<BTreeMap<String, Arc<Histogram>>>,
     findings: Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
     stream_events: Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>,
+    trace_spans: Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
@@ -90,6 +92,14 @@ pub fn finding(detector: &str, action: &'static str) {
 pub fn stream_event(outcome: &'static str) {
     if let Some(c) = counter(&REGISTRY.stream_events, outcome) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts `n` trace spans that were `exported`, `failed` (the collector did not take them) or
+/// `dropped` (the export queue was full).
+pub fn trace_spans(outcome: &'static str, n: u64) {
+    if let Some(c) = counter(&REGISTRY.trace_spans, outcome) {
+        c.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -174,6 +184,20 @@ pub fn render() -> String {
             let _ = writeln!(
                 out,
                 "palisade_stream_events_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_trace_spans_total Trace spans, by what became of them."
+    );
+    let _ = writeln!(out, "# TYPE palisade_trace_spans_total counter");
+    if let Ok(m) = r.trace_spans.lock() {
+        for (outcome, c) in m.iter() {
+            let _ = writeln!(
+                out,
+                "palisade_trace_spans_total{{outcome=\"{outcome}\"}} {}",
                 c.load(Ordering::Relaxed)
             );
         }

@@ -29,6 +29,7 @@ pub mod proxy;
 pub mod records;
 pub mod route;
 pub mod sse_sessions;
+pub mod traces;
 pub mod upstream;
 mod ws;
 

@@ -76,8 +76,28 @@ pub(crate) struct Outcome {
     pub(crate) status: u16,
 }
 
-/// Handles one request. Never fails: every error becomes a JSON answer.
+/// Handles one request. Never fails: every error becomes a JSON answer. When traces are on and
+/// the request is sampled, it is a server span.
 pub(crate) async fn handle(
+    state: Arc<State>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Some(trace) = crate::traces::begin(req.headers(), req.method().as_str(), req.uri().path())
+    else {
+        return exchange_and_log(state, peer, req).await;
+    };
+    req.extensions_mut().insert(trace.clone());
+    let response = exchange_and_log(state, peer, req).await;
+    let decision = response
+        .headers()
+        .get(DECISION)
+        .and_then(|v| v.to_str().ok());
+    trace.end(response.status().as_u16(), decision);
+    response
+}
+
+async fn exchange_and_log(
     state: Arc<State>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
@@ -140,13 +160,24 @@ pub(crate) async fn handle(
         };
         return with_ids(json_response(status, &body), &id, "allow");
     }
+    let trace = req.extensions().get::<crate::traces::Trace>().cloned();
+    if let Some(t) = &trace {
+        t.set("palisade.request_id", &id);
+        t.set("client.address", &client.to_string());
+    }
     if crate::guard::is_guard_path(&path) {
+        if let Some(t) = &trace {
+            t.route("guard");
+        }
         return guard_call(&state, &id, peer.ip(), req).await;
     }
     let target = match route::resolve(&state.config, &path, req.uri().query()) {
         Ok(t) => t,
         Err(e) => return error_response(&e, &id, &path),
     };
+    if let Some(t) = &trace {
+        t.route(&target.route);
+    }
     let total = Duration::from_millis(state.config.timeouts.total_ms);
     let result = match tokio::time::timeout(total, exchange(&state, &target, &id, req)).await {
         Ok(r) => r,
@@ -471,6 +502,25 @@ fn upstream_request(
         // Inspection needs the plain body.
         headers.remove(header::ACCEPT_ENCODING);
     }
+    // A traced request: the call upstream is a client span, and the upstream joins the trace.
+    if let Some(t) = parts.extensions.get::<crate::traces::Trace>() {
+        let (span, traceparent) = t.upstream(parts.method.as_str(), &target.url);
+        headers.insert(
+            http::header::HeaderName::from_static("traceparent"),
+            traceparent,
+        );
+        headers.remove("tracestate");
+        let mut builder = Request::builder()
+            .method(parts.method.clone())
+            .uri(&target.url)
+            .extension(span);
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+        }
+        return builder
+            .body(body)
+            .map_err(|e| GatewayError::BadTarget(e.to_string()));
+    }
     let mut builder = Request::builder()
         .method(parts.method.clone())
         .uri(&target.url);
@@ -487,7 +537,20 @@ pub(crate) async fn send(
     req: Request<Body>,
 ) -> Result<Response<Incoming>, GatewayError> {
     let header_ms = state.config.timeouts.header_ms;
-    match tokio::time::timeout(Duration::from_millis(header_ms), state.client.request(req)).await {
+    let span = req
+        .extensions()
+        .get::<crate::traces::UpstreamSpan>()
+        .cloned();
+    let sent =
+        tokio::time::timeout(Duration::from_millis(header_ms), state.client.request(req)).await;
+    if let Some(span) = span {
+        match &sent {
+            Ok(Ok(r)) => span.end(Some(r.status().as_u16()), None),
+            Ok(Err(e)) => span.end(None, Some(&e.to_string())),
+            Err(_) => span.end(None, Some("timed out waiting for the response head")),
+        }
+    }
+    match sent {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => match classify_send_error(&e) {
             GatewayError::UpstreamTimeout(_) => Err(GatewayError::UpstreamTimeout(

@@ -435,6 +435,23 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
             "not a valid header name".into(),
         ));
     }
+    let t = &config.traces;
+    if let Some(url) = &t.otlp_endpoint {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err((
+                "traces.otlp_endpoint".into(),
+                url.clone(),
+                "an http:// or https:// URL, such as http://127.0.0.1:4318/v1/traces".into(),
+            ));
+        }
+    }
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
+        return Err((
+            "traces.sample_ratio".into(),
+            t.sample_ratio.to_string(),
+            "a share between 0 and 1".into(),
+        ));
+    }
     crate::govern::check(config)?;
     if !config.policies.contains_key(&config.proxy.policy) {
         return Err((

@@ -60,6 +60,65 @@ pub struct Config {
     /// How the client's address is found behind load balancers and gateways.
     #[serde(default)]
     pub client_ip: ClientIpConfig,
+    /// OpenTelemetry traces, exported over OTLP/HTTP. Absent `otlp_endpoint`: no traces.
+    #[serde(default)]
+    pub traces: TracesConfig,
+}
+
+/// OpenTelemetry traces. Each exchange and guard call is a server span, joined to the caller's
+/// trace when the request carries a W3C `traceparent`; the call to the upstream is a client
+/// span whose `traceparent` is sent on, so the upstream's own spans join too. Spans are exported
+/// in batches over OTLP/HTTP (JSON) from a background thread through a bounded queue: a slow or
+/// absent collector drops spans (counted in `palisade_trace_spans_total`), never requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    /// The collector's OTLP/HTTP traces URL, such as `http://127.0.0.1:4318/v1/traces`.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Share of new traces sampled, 0 to 1. A request with a `traceparent` follows its
+    /// caller's sampling decision.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// Headers sent to the collector, each value read from the environment variable named:
+    /// `{ authorization: OTEL_AUTH_HEADER }`.
+    #[serde(default)]
+    pub headers_env: BTreeMap<String, String>,
+    /// Spans waiting to be exported; beyond this, spans are dropped and counted.
+    #[serde(default = "default_queue_spans")]
+    pub queue_spans: usize,
+    /// Time allowed for one export call, in milliseconds.
+    #[serde(default = "default_export_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_service_name() -> String {
+    "palisade".to_owned()
+}
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+fn default_queue_spans() -> usize {
+    4096
+}
+fn default_export_timeout_ms() -> u64 {
+    2000
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        TracesConfig {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+            sample_ratio: default_sample_ratio(),
+            headers_env: BTreeMap::new(),
+            queue_spans: default_queue_spans(),
+            timeout_ms: default_export_timeout_ms(),
+        }
+    }
 }
 
 /// How the client's address is found. By default it is the connection's peer. Behind a load
@@ -263,6 +322,7 @@ impl Default for Config {
             state: crate::govern::StateConfig::default(),
             storage: StorageConfig::default(),
             client_ip: ClientIpConfig::default(),
+            traces: TracesConfig::default(),
         }
     }
 }

@@ -96,6 +96,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let routes = config.routes.len();
     let workers = args.workers.unwrap_or_else(default_workers);
     let admin = config.admin.clone();
+    palisade_gateway::traces::install(&config).map_err(|e| anyhow::anyhow!(e))?;
     let server = palisade_gateway::Server::start(config, workers)?;
     tracing::info!(addr = %server.local_addr(), routes, workers, "palisade listening");
     let (admin_stop, admin_thread) = match admin {
