@@ -395,9 +395,13 @@ def test_metrics_are_scraped_from_the_admin_listener(gov):
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             series[name] = float(value)
-    denied = series.get('palisade_requests_total{route="limited",decision="deny"}', 0)
-    allowed = series.get('palisade_requests_total{route="limited",decision="allow"}', 0)
+    denied = series.get('palisade_requests_total{route="limited",protocol="mcp",decision="deny"}', 0)
+    allowed = series.get('palisade_requests_total{route="limited",protocol="mcp",decision="allow"}', 0)
     assert denied >= 2 and allowed >= 100, text
+    assert series.get('palisade_rate_limited_total{policy="default",limit="client_ip+tool"}', 0) >= 1, text
+    assert any(k.startswith('palisade_findings_total{detector="pii",kind="us_ssn",') for k in series), text
+    assert series.get("palisade_store_events_dropped_total") == 0
+    assert series.get("palisade_store_events_written_total", 0) >= 100
     count = series['palisade_request_duration_seconds_count{route="limited"}']
     assert count == sum(v for k, v in series.items()
                         if k.startswith('palisade_requests_total{route="limited",'))

@@ -22,7 +22,7 @@
 //! | GET | `/admin/events/{request_id}` | viewer | one event with its findings (masked snippets) |
 //! | GET | `/admin/inventory` | viewer | what the recorded traffic reveals: endpoints (ids folded to `{id}`) with methods, statuses, first/last seen and the personal data they carried; MCP tools per route with calls and refusals; models in use |
 //! | GET | `/admin/records` | viewer | events stored, written, dropped (queue full) and failed |
-//! | GET | `/metrics` | none | Prometheus text: requests by route and decision, latency histograms, findings by detector and action, stream outcomes |
+//! | GET | `/metrics` | none | Prometheus text: requests by route, protocol and decision, latency histograms, findings by detector, kind and action, upstream errors, rate-limit refusals, stream outcomes, trace spans, the store writer's written, dropped and failed events |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -209,7 +209,32 @@ impl Admin {
         if req.method() == Method::GET && req.uri().path() == "/metrics" {
             // Prometheus scrapes without a key, as from any status listener: keep the admin
             // listener on an internal address.
-            let mut r = Response::new(Full::new(Bytes::from(palisade_engine::metrics::render())));
+            let mut text = palisade_engine::metrics::render();
+            if let Some(w) = &self.records {
+                use std::fmt::Write as _;
+                for (name, help, value) in [
+                    (
+                        "palisade_store_events_written_total",
+                        "Events written to the store.",
+                        w.written(),
+                    ),
+                    (
+                        "palisade_store_events_dropped_total",
+                        "Events dropped because the writer's queue was full.",
+                        w.dropped(),
+                    ),
+                    (
+                        "palisade_store_events_failed_total",
+                        "Events lost because the store refused a batch.",
+                        w.failed(),
+                    ),
+                ] {
+                    let _ = writeln!(text, "# HELP {name} {help}");
+                    let _ = writeln!(text, "# TYPE {name} counter");
+                    let _ = writeln!(text, "{name} {value}");
+                }
+            }
+            let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4"),

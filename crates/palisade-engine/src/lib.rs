@@ -94,7 +94,11 @@ impl Inspector {
         let policy = self.policy(policy)?;
         let v = inspect_with(policy, direction, text);
         for m in &v.findings {
-            metrics::finding(m.finding.detector.as_str(), action_name(m.action));
+            metrics::finding(
+                m.finding.detector.as_str(),
+                &m.finding.kind,
+                action_name(m.action),
+            );
         }
         Ok(v)
     }
@@ -115,6 +119,7 @@ impl Inspector {
         for f in &v.findings {
             metrics::finding(
                 f.matched.finding.detector.as_str(),
+                &f.matched.finding.kind,
                 action_name(f.matched.action),
             );
         }

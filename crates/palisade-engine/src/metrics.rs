@@ -2,9 +2,11 @@
 //!
 //! | metric | labels | what |
 //! | --- | --- | --- |
-//! | `palisade_requests_total` | `route`, `decision` | exchanges through the proxy and guard calls (`route` is `guard:<collector>` for those) |
+//! | `palisade_requests_total` | `route`, `protocol`, `decision` | exchanges through the proxy and guard calls (`route` is `guard:<collector>` and `protocol` `guard` for those) |
 //! | `palisade_request_duration_seconds` | `route` | histogram of the time Palisade took, upstream included |
-//! | `palisade_findings_total` | `detector`, `action` | findings the policy covered, by what it did about them |
+//! | `palisade_findings_total` | `detector`, `kind`, `action` | findings the policy covered, by what it did about them |
+//! | `palisade_upstream_errors_total` | `route`, `code` | upstreams unreachable, timed out, broken or answering too much |
+//! | `palisade_rate_limited_total` | `policy`, `limit` | requests refused by a rate limit |
 //! | `palisade_stream_events_total` | `outcome` | streamed responses that ended `blocked`, `redacted` or `client_gone` |
 //! | `palisade_trace_spans_total` | `outcome` | trace spans `exported`, `failed` or `dropped` |
 //!
@@ -46,11 +48,16 @@ impl Histogram {
     }
 }
 
+/// Counters by label values.
+type Counters<K> = Mutex<BTreeMap<K, Arc<AtomicU64>>>;
+
 #[derive(Debug, Default)]
 struct Registry {
-    requests: Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
+    requests: Counters<(String, &'static str, &'static str)>,
     durations: Mutex<BTreeMap<String, Arc<Histogram>>>,
-    findings: Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
+    findings: Counters<(String, String, &'static str)>,
+    upstream_errors: Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
+    rate_limited: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
     stream_events: Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>,
     trace_spans: Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>,
 }
@@ -65,10 +72,11 @@ fn counter<K: Ord + Clone>(
     Some(m.entry(key).or_default().clone())
 }
 
-/// Counts one exchange on `route` that ended with `decision`, and how long it took.
-pub fn request(route: &str, decision: &'static str, took: Duration) {
+/// Counts one exchange on `route` of `protocol` that ended with `decision`, and how long it
+/// took.
+pub fn request(route: &str, protocol: &'static str, decision: &'static str, took: Duration) {
     let r = &*REGISTRY;
-    if let Some(c) = counter(&r.requests, (route.to_owned(), decision)) {
+    if let Some(c) = counter(&r.requests, (route.to_owned(), protocol, decision)) {
         c.fetch_add(1, Ordering::Relaxed);
     }
     let h = r
@@ -81,9 +89,29 @@ pub fn request(route: &str, decision: &'static str, took: Duration) {
     }
 }
 
-/// Counts one finding of `detector` that the policy answered with `action`.
-pub fn finding(detector: &str, action: &'static str) {
-    if let Some(c) = counter(&REGISTRY.findings, (detector.to_owned(), action)) {
+/// Counts one finding of `detector` and `kind` that the policy answered with `action`.
+pub fn finding(detector: &str, kind: &str, action: &'static str) {
+    if let Some(c) = counter(
+        &REGISTRY.findings,
+        (detector.to_owned(), kind.to_owned(), action),
+    ) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts an upstream failure on `route`, by its error code (`upstream_unreachable`, …).
+pub fn upstream_error(route: &str, code: &'static str) {
+    if let Some(c) = counter(&REGISTRY.upstream_errors, (route.to_owned(), code)) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request refused by rate limit `limit` of `policy`.
+pub fn rate_limited(policy: &str, limit: &str) {
+    if let Some(c) = counter(
+        &REGISTRY.rate_limited,
+        (policy.to_owned(), limit.to_owned()),
+    ) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -119,10 +147,10 @@ pub fn render() -> String {
     );
     let _ = writeln!(out, "# TYPE palisade_requests_total counter");
     if let Ok(m) = r.requests.lock() {
-        for ((route, decision), c) in m.iter() {
+        for ((route, protocol, decision), c) in m.iter() {
             let _ = writeln!(
                 out,
-                "palisade_requests_total{{route=\"{}\",decision=\"{decision}\"}} {}",
+                "palisade_requests_total{{route=\"{}\",protocol=\"{protocol}\",decision=\"{decision}\"}} {}",
                 escape(route),
                 c.load(Ordering::Relaxed)
             );
@@ -161,15 +189,47 @@ pub fn render() -> String {
     }
     let _ = writeln!(
         out,
-        "# HELP palisade_findings_total Findings the policy covered, by detector and action."
+        "# HELP palisade_findings_total Findings the policy covered, by detector, kind and action."
     );
     let _ = writeln!(out, "# TYPE palisade_findings_total counter");
     if let Ok(m) = r.findings.lock() {
-        for ((detector, action), c) in m.iter() {
+        for ((detector, kind, action), c) in m.iter() {
             let _ = writeln!(
                 out,
-                "palisade_findings_total{{detector=\"{}\",action=\"{action}\"}} {}",
+                "palisade_findings_total{{detector=\"{}\",kind=\"{}\",action=\"{action}\"}} {}",
                 escape(detector),
+                escape(kind),
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_upstream_errors_total Upstream failures, by route and error code."
+    );
+    let _ = writeln!(out, "# TYPE palisade_upstream_errors_total counter");
+    if let Ok(m) = r.upstream_errors.lock() {
+        for ((route, code), c) in m.iter() {
+            let _ = writeln!(
+                out,
+                "palisade_upstream_errors_total{{route=\"{}\",code=\"{code}\"}} {}",
+                escape(route),
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_rate_limited_total Requests refused by a rate limit, by policy and limit."
+    );
+    let _ = writeln!(out, "# TYPE palisade_rate_limited_total counter");
+    if let Ok(m) = r.rate_limited.lock() {
+        for ((policy, limit), c) in m.iter() {
+            let _ = writeln!(
+                out,
+                "palisade_rate_limited_total{{policy=\"{}\",limit=\"{}\"}} {}",
+                escape(policy),
+                escape(limit),
                 c.load(Ordering::Relaxed)
             );
         }
@@ -211,13 +271,15 @@ mod tests {
 
     #[test]
     fn counts_and_buckets_render() {
-        request("metrics-test", "block", Duration::from_micros(300));
-        request("metrics-test", "block", Duration::from_millis(3));
-        finding("pii", "redact");
+        request("metrics-test", "mcp", "block", Duration::from_micros(300));
+        request("metrics-test", "mcp", "block", Duration::from_millis(3));
+        finding("pii", "us_ssn", "redact");
+        upstream_error("metrics-test", "upstream_timeout");
+        rate_limited("default", "client_ip+tool");
         let text = render();
-        assert!(
-            text.contains("palisade_requests_total{route=\"metrics-test\",decision=\"block\"} 2")
-        );
+        assert!(text.contains(
+            "palisade_requests_total{route=\"metrics-test\",protocol=\"mcp\",decision=\"block\"} 2"
+        ));
         assert!(text.contains(
             "palisade_request_duration_seconds_bucket{route=\"metrics-test\",le=\"0.0005\"} 1"
         ));
@@ -225,6 +287,14 @@ mod tests {
             "palisade_request_duration_seconds_bucket{route=\"metrics-test\",le=\"0.005\"} 2"
         ));
         assert!(text.contains("palisade_request_duration_seconds_count{route=\"metrics-test\"} 2"));
-        assert!(text.contains("palisade_findings_total{detector=\"pii\",action=\"redact\"}"));
+        assert!(text.contains(
+            "palisade_findings_total{detector=\"pii\",kind=\"us_ssn\",action=\"redact\"}"
+        ));
+        assert!(text.contains(
+            "palisade_upstream_errors_total{route=\"metrics-test\",code=\"upstream_timeout\"} 1"
+        ));
+        assert!(text.contains(
+            "palisade_rate_limited_total{policy=\"default\",limit=\"client_ip+tool\"} 1"
+        ));
     }
 }

@@ -460,7 +460,11 @@ impl StreamInspector {
             match known {
                 Some(k) => *k = located,
                 None => {
-                    crate::metrics::finding(f.detector.as_str(), crate::action_name(action));
+                    crate::metrics::finding(
+                        f.detector.as_str(),
+                        &f.kind,
+                        crate::action_name(action),
+                    );
                     self.findings.push(located);
                 }
             }

@@ -114,7 +114,7 @@ pub(crate) fn spawn_observe(
         let body = copy.await.ok()?;
         let d = observe(&state, &target, &id, &head, &body, mode).await?;
         for f in &d.findings {
-            palisade_engine::metrics::finding(f.detector, "monitor");
+            palisade_engine::metrics::finding(f.detector, &f.kind, "monitor");
         }
         tracing::info!(
             target: "palisade::governance",

@@ -799,6 +799,7 @@ fn record(
 pub(crate) fn count(collector: &Collector, decision: &str, started: std::time::Instant) {
     palisade_engine::metrics::request(
         &format!("guard:{}", collector.name),
+        "guard",
         crate::proxy::decision_static(decision),
         started.elapsed(),
     );

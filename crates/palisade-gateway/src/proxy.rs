@@ -191,6 +191,9 @@ async fn exchange_and_log(
             let resp = error_response(&e, &id, &path);
             let status = resp.status().as_u16();
             let (_, code, side, _) = e.classify();
+            if side == crate::error::Side::Upstream {
+                palisade_engine::metrics::upstream_error(&target.route, code);
+            }
             tracing::warn!(request_id = %id, route = %target.route, code, source = side.as_str(), detail = %e, "exchange failed");
             (
                 resp,
@@ -202,7 +205,12 @@ async fn exchange_and_log(
             )
         }
     };
-    palisade_engine::metrics::request(&target.route, outcome.decision, started.elapsed());
+    palisade_engine::metrics::request(
+        &target.route,
+        target.protocol.as_str(),
+        outcome.decision,
+        started.elapsed(),
+    );
     recorded.governed(governed.for_record());
     crate::records::finish(
         state.records.as_deref(),

@@ -52,6 +52,23 @@ pub enum Protocol {
     Bedrock,
 }
 
+impl Protocol {
+    /// Its name as configured (`mcp`, `openai`, …), for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto",
+            Protocol::Text => "text",
+            Protocol::Json => "json",
+            Protocol::Mcp => "mcp",
+            Protocol::Openai => "openai",
+            Protocol::Anthropic => "anthropic",
+            Protocol::Gemini => "gemini",
+            Protocol::Cohere => "cohere",
+            Protocol::Bedrock => "bedrock",
+        }
+    }
+}
+
 /// What a text is, within its protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -637,6 +637,7 @@ impl Governance {
             };
             match self.stores.rates.check(&key, quota, now).await {
                 Ok(o) if !o.allowed => {
+                    crate::metrics::rate_limited(&p.name, &name);
                     let secs = o.retry_after_ms.div_ceil(1_000).max(1);
                     d.outcome = GovOutcome::RateLimited {
                         retry_after_seconds: secs,
