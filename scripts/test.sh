@@ -23,6 +23,10 @@ install_deps() {
     apt-get update -qq && apt-get install -y -qq python3 python3-pip python3-venv >/dev/null
   fi
   python3 -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+  # wrk drives the load tests; nginx is their upstream and the Kong and auth_request hosts.
+  if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq wrk nginx >/dev/null
+  fi
 }
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || { say "installing test dependencies"; install_deps; }
