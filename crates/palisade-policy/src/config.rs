@@ -57,6 +57,10 @@ pub struct Config {
     /// Where events and findings are recorded.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Webhook alerts on findings, blocks, tool changes, approval requests and rate-limit
+    /// bursts.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// Where events and findings are recorded: one SQLite file by default.
@@ -188,6 +192,7 @@ impl Default for Config {
             admin: None,
             state: crate::govern::StateConfig::default(),
             storage: StorageConfig::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
         }
     }
 }
