@@ -16,8 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::pipeline::{Delivery, Pipeline};
 use crate::{Answer, Signal, Transport};
 
-/// How often groups, throttles and due deliveries are looked at when nothing else happens.
-pub const TICK: Duration = Duration::from_millis(200);
+/// How often the pipeline ticks (writes what signals changed, sends out due groups, summarises)
+/// and due deliveries are looked for: at most this late, and never more often, however many
+/// signals arrive.
+pub const TICK: Duration = Duration::from_millis(100);
 
 /// Signals taken in one transaction, at most.
 const BATCH: usize = 512;
@@ -59,10 +61,17 @@ pub async fn run(
     let mut resting_until = vec![0u64; sinks];
     let mut open = true;
     let mut batch = Vec::with_capacity(BATCH);
+    let tick_ms = TICK.as_millis() as u64;
+    let mut next_tick = 0u64;
+    let mut look = false;
     loop {
         let now = clock.now_ms();
-        pipeline.tick(now);
-        for s in 0..sinks {
+        if now >= next_tick {
+            pipeline.tick(now);
+            next_tick = now.saturating_add(tick_ms);
+            look = true;
+        }
+        for s in (0..sinks).filter(|_| look) {
             if busy[s] || resting_until[s] > now {
                 continue;
             }
@@ -78,6 +87,8 @@ pub async fn run(
                 let _ = done_tx.send((d, answer)).await;
             });
         }
+        look = false;
+        let until_tick = Duration::from_millis(next_tick.saturating_sub(clock.now_ms()));
         tokio::select! {
             biased;
             _ = &mut stop => break,
@@ -86,6 +97,7 @@ pub async fn run(
                 if let Some(b) = busy.get_mut(d.sink) {
                     *b = false;
                 }
+                look = true;
                 let failed = match answer {
                     Ok(a) if (200..300).contains(&a.status) => {
                         pipeline.delivered(&d);
@@ -110,7 +122,7 @@ pub async fn run(
                     batch.clear();
                 }
             }
-            () = tokio::time::sleep(TICK) => {}
+            () = tokio::time::sleep(until_tick) => {}
         }
     }
 }

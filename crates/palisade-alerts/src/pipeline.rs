@@ -1,17 +1,21 @@
 //! The alert thread's state, without I/O other than the outbox: signals in, deliveries out.
 //!
 //! ```text
-//! on_signals: rules ─► triggers ─► open or count into groups ──────────────┐ (one transaction)
-//! tick:       due groups ─► alerts ─► per sink: throttle ─► pending | held ─┤
+//! on_signals: rules ─► triggers ─► open or count into groups (memory)
+//! tick:       groups changed since the last tick ──────────────────────────┐ (one transaction)
+//!             due groups ─► alerts ─► per sink: throttle ─► pending | held ─┤
 //!             periods ended with held alerts ─► one summary, held deleted ──┘
 //! next_due / delivered / failed: one delivery at a time, per sink
 //! ```
 //!
 //! Every step takes `now`, so tests drive it with their own clock. Memory holds the open groups
-//! and throttles; the outbox holds the same groups and every delivery, written in the same
-//! transaction as the change that made them, and is read back by [`Pipeline::open`].
+//! and throttles; the outbox holds the same groups and every delivery. A tick writes, in one
+//! transaction, the groups the signals since the previous tick changed and the deliveries it
+//! made of them, so a burst of signals costs one commit per tick rather than one per signal;
+//! what a crash can lose is the signals of the last tick (like those still in the queue), never
+//! an alert already made. [`Pipeline::open`] reads it all back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use palisade_engine::metrics::{self, AlertCount};
@@ -133,6 +137,10 @@ pub struct Pipeline {
     max_pending: u64,
     rng: Rng,
     scratch: Vec<Trigger>,
+    /// Groups changed since the last tick.
+    dirty: HashSet<String>,
+    /// Alerts of windows that closed since the last tick.
+    closed: Vec<(usize, Alert)>,
 }
 
 impl Pipeline {
@@ -174,6 +182,8 @@ impl Pipeline {
             max_pending: config.max_pending as u64,
             rng: Rng::seeded(),
             scratch: Vec::new(),
+            dirty: HashSet::new(),
+            closed: Vec::new(),
         };
         if p.rows > 0 || !p.groups.is_empty() {
             tracing::info!(
@@ -211,26 +221,28 @@ impl Pipeline {
         format!("alr_{now:011x}{:016x}", self.rng.next_u64())
     }
 
-    /// Takes in a batch of signals: each trigger opens or counts into its group.
+    /// Takes in a batch of signals: each trigger opens or counts into its group, in memory; the
+    /// next [`Pipeline::tick`] writes what changed.
     pub fn on_signals(&mut self, signals: &[Signal], now: u64) {
         let mut triggers = std::mem::take(&mut self.scratch);
-        triggers.clear();
         for s in signals {
             self.rules.triggers(s, now, &mut triggers);
         }
-        let mut touched: Vec<String> = Vec::new();
-        let mut closed: Vec<(usize, Alert)> = Vec::new();
-        for t in &triggers {
+        let mut counts = vec![0u64; self.rules.rules.len()];
+        for t in triggers.drain(..) {
+            if let Some(c) = counts.get_mut(t.rule) {
+                *c += 1;
+            }
             let rule = &self.rules.rules[t.rule];
             match self.groups.get_mut(&t.key) {
-                Some((_, g)) if g.covers(t.at_ms) => g.add(t),
+                Some((_, g)) if g.covers(t.at_ms) => g.add(&t),
                 Some((_, g)) => {
                     // The window is over: what it still counted goes out, a new one opens.
                     if g.count > 0 {
                         let id = format!("alr_{now:011x}{:016x}", self.rng.next_u64());
-                        closed.push((t.rule, g.take(id, &t.key, now)));
+                        self.closed.push((t.rule, g.take(id, &t.key, now)));
                     }
-                    *g = Group::open(t, &rule.name, rule.window_ms, rule.wait_ms);
+                    *g = Group::open(&t, &rule.name, rule.window_ms, rule.wait_ms);
                 }
                 None => {
                     if self.rows + self.groups.len() as u64 >= self.max_pending {
@@ -238,19 +250,18 @@ impl Pipeline {
                         tracing::warn!(rule = %rule.name, "alerts: the outbox is full; an alert was dropped");
                         continue;
                     }
-                    let g = Group::open(t, &rule.name, rule.window_ms, rule.wait_ms);
+                    let g = Group::open(&t, &rule.name, rule.window_ms, rule.wait_ms);
                     self.groups.insert(t.key.clone(), (t.rule, g));
                 }
             }
-            touched.push(t.key.clone());
+            self.dirty.insert(t.key);
         }
         self.scratch = triggers;
-        if touched.is_empty() {
-            return;
+        for (rule, n) in self.rules.rules.iter().zip(counts) {
+            if n > 0 {
+                metrics::alert(AlertCount::Triggered, &rule.name, n);
+            }
         }
-        touched.sort_unstable();
-        touched.dedup();
-        self.commit(&closed, &touched, &[], now, "signals");
     }
 
     /// Writes, in one transaction, the groups `touched` (as they now are), deletes the `spent`
@@ -261,7 +272,6 @@ impl Pipeline {
         touched: &[String],
         spent: &[(String, String)],
         now: u64,
-        step: &str,
     ) {
         let plan = self.plan(alerts, now);
         let groups = &self.groups;
@@ -285,7 +295,7 @@ impl Pipeline {
             Err(e) => {
                 // Memory still holds the groups; the deliveries of this step are lost.
                 metrics::alert(AlertCount::Dropped, "outbox_error", rows);
-                tracing::error!(error = %e, step, "alerts: the outbox could not be written");
+                tracing::error!(error = %e, "alerts: the outbox could not be written");
             }
         }
     }
@@ -316,8 +326,9 @@ impl Pipeline {
         plan
     }
 
-    /// Sends out the groups whose time has come, forgets spent ones, and summarises throttled
-    /// alerts whose period ended.
+    /// Sends out the groups whose time has come, forgets spent ones, writes what the signals
+    /// since the last tick changed (one transaction), and summarises throttled alerts whose
+    /// period ended.
     pub fn tick(&mut self, now: u64) {
         let due: Vec<String> = self
             .groups
@@ -325,25 +336,27 @@ impl Pipeline {
             .filter(|(_, (_, g))| g.due(now) || g.spent(now))
             .map(|(k, _)| k.clone())
             .collect();
-        if !due.is_empty() {
-            let mut alerts = Vec::new();
-            let mut spent = Vec::new();
-            for key in &due {
-                let id = self.new_id(now);
-                let Some((rule, g)) = self.groups.get_mut(key) else {
-                    continue;
-                };
-                if g.due(now) {
-                    alerts.push((*rule, g.take(id, key, now)));
-                }
-                if g.spent(now) {
-                    spent.push((key.clone(), g.rule.clone()));
-                }
+        let mut alerts = std::mem::take(&mut self.closed);
+        let mut spent = Vec::new();
+        for key in due {
+            let id = self.new_id(now);
+            let Some((rule, g)) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            if g.due(now) {
+                alerts.push((*rule, g.take(id, &key, now)));
             }
-            for (key, _) in &spent {
-                self.groups.remove(key);
+            if g.spent(now) {
+                spent.push((key.clone(), g.rule.clone()));
+                self.groups.remove(&key);
+                self.dirty.remove(&key);
+            } else {
+                self.dirty.insert(key);
             }
-            self.commit(&alerts, &due, &spent, now, "flush");
+        }
+        if !alerts.is_empty() || !spent.is_empty() || !self.dirty.is_empty() {
+            let touched: Vec<String> = self.dirty.drain().collect();
+            self.commit(&alerts, &touched, &spent, now);
         }
         self.summarise(now);
     }

@@ -162,7 +162,6 @@ impl Rules {
                 key.push_str(t.facts.get(f.as_str()).map_or("-", String::as_str));
             }
             t.key = key;
-            metrics::alert(AlertCount::Triggered, &rule.name, 1);
         }
     }
 

@@ -217,6 +217,8 @@ fn a_restart_keeps_open_groups_deliveries_and_held_alerts() {
             6_500,
         );
         assert_eq!((p.rows(), p.open_groups()), (2, 3));
+        // The tick writes the counts the signals made.
+        p.tick(6_500);
     }
     let mut p = open(&cfg, 100_000);
     assert_eq!((p.rows(), p.open_groups()), (2, 3), "all of it came back");
