@@ -9,6 +9,13 @@
 //! | `palisade_rate_limited_total` | `policy`, `limit` | requests refused by a rate limit |
 //! | `palisade_stream_events_total` | `outcome` | streamed responses that ended `blocked`, `redacted` or `client_gone` |
 //! | `palisade_trace_spans_total` | `outcome` | trace spans `exported`, `failed` or `dropped` |
+//! | `palisade_alerts_triggered_total` | `rule` | signals an alert rule matched, before de-duplication |
+//! | `palisade_alerts_sent_total` | `sink` | alert deliveries a webhook accepted (2xx) |
+//! | `palisade_alerts_failed_total` | `sink` | delivery attempts that failed (no answer, or not 2xx); each is retried |
+//! | `palisade_alerts_retried_total` | `sink` | delivery attempts that were retries |
+//! | `palisade_alerts_throttled_total` | `sink` | alerts held back by throttling, to be summarised |
+//! | `palisade_alerts_dropped_total` | `reason` | alerts or signals lost: `queue_full`, `outbox_full`, `outbox_error`, `sink_removed`, `stopped` |
+//! | `palisade_alerts_outbox_depth` | | deliveries waiting in the outbox (gauge) |
 //!
 //! Label sets are small and fixed by the configuration (routes, collectors, detectors), so each
 //! series is a handful of atomics found through one short lock per request; scraping copies them.
@@ -60,6 +67,8 @@ struct Registry {
     rate_limited: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
     stream_events: Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>,
     trace_spans: Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>,
+    alerts: Mutex<BTreeMap<(AlertCount, String), Arc<AtomicU64>>>,
+    alert_outbox_depth: AtomicU64,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
@@ -129,6 +138,77 @@ pub fn trace_spans(outcome: &'static str, n: u64) {
     if let Some(c) = counter(&REGISTRY.trace_spans, outcome) {
         c.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// What happened to an alert, for `palisade_alerts_<what>_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlertCount {
+    /// A rule matched a signal (label: the rule).
+    Triggered,
+    /// A webhook accepted a delivery (label: the sink).
+    Sent,
+    /// A delivery attempt failed (label: the sink).
+    Failed,
+    /// A delivery attempt was a retry (label: the sink).
+    Retried,
+    /// An alert was held back by throttling (label: the sink).
+    Throttled,
+    /// An alert or signal was lost (label: the reason).
+    Dropped,
+}
+
+impl AlertCount {
+    const ALL: [AlertCount; 6] = [
+        AlertCount::Triggered,
+        AlertCount::Sent,
+        AlertCount::Failed,
+        AlertCount::Retried,
+        AlertCount::Throttled,
+        AlertCount::Dropped,
+    ];
+
+    fn parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            AlertCount::Triggered => (
+                "triggered",
+                "rule",
+                "Signals an alert rule matched, before de-duplication.",
+            ),
+            AlertCount::Sent => ("sent", "sink", "Alert deliveries a webhook accepted."),
+            AlertCount::Failed => (
+                "failed",
+                "sink",
+                "Alert delivery attempts that failed; each is retried.",
+            ),
+            AlertCount::Retried => (
+                "retried",
+                "sink",
+                "Alert delivery attempts that were retries.",
+            ),
+            AlertCount::Throttled => (
+                "throttled",
+                "sink",
+                "Alerts held back by throttling and summarised.",
+            ),
+            AlertCount::Dropped => (
+                "dropped",
+                "reason",
+                "Alerts or alert signals lost, by reason.",
+            ),
+        }
+    }
+}
+
+/// Counts `n` alerts that went `what` way; `label` is the rule, sink or reason.
+pub fn alert(what: AlertCount, label: &str, n: u64) {
+    if let Some(c) = counter(&REGISTRY.alerts, (what, label.to_owned())) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Sets the number of deliveries waiting in the alert outbox.
+pub fn alert_outbox_depth(depth: u64) {
+    REGISTRY.alert_outbox_depth.store(depth, Ordering::Relaxed);
 }
 
 fn escape(v: &str) -> String {
@@ -262,6 +342,34 @@ pub fn render() -> String {
             );
         }
     }
+    if let Ok(m) = r.alerts.lock() {
+        for what in AlertCount::ALL {
+            let (name, label, help) = what.parts();
+            let _ = writeln!(out, "# HELP palisade_alerts_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE palisade_alerts_{name}_total counter");
+            for ((_, value), c) in m
+                .range((what, String::new())..)
+                .take_while(|((w, _), _)| *w == what)
+            {
+                let _ = writeln!(
+                    out,
+                    "palisade_alerts_{name}_total{{{label}=\"{}\"}} {}",
+                    escape(value),
+                    c.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_alerts_outbox_depth Alert deliveries waiting in the outbox."
+    );
+    let _ = writeln!(out, "# TYPE palisade_alerts_outbox_depth gauge");
+    let _ = writeln!(
+        out,
+        "palisade_alerts_outbox_depth {}",
+        r.alert_outbox_depth.load(Ordering::Relaxed)
+    );
     out
 }
 
@@ -296,5 +404,18 @@ mod tests {
         assert!(text.contains(
             "palisade_rate_limited_total{policy=\"default\",limit=\"client_ip+tool\"} 1"
         ));
+    }
+
+    #[test]
+    fn alert_counters_render_by_kind_and_label() {
+        alert(AlertCount::Sent, "metrics-test-sink", 2);
+        alert(AlertCount::Dropped, "queue_full", 1);
+        alert_outbox_depth(7);
+        let text = render();
+        assert!(text.contains("palisade_alerts_sent_total{sink=\"metrics-test-sink\"} 2"));
+        assert!(text.contains("palisade_alerts_dropped_total{reason=\"queue_full\"}"));
+        assert!(text.contains("# TYPE palisade_alerts_retried_total counter"));
+        assert!(text.contains("palisade_alerts_outbox_depth 7"));
+        assert!(!text.contains("palisade_alerts_failed_total{sink=\"metrics-test-sink\"}"));
     }
 }

@@ -431,7 +431,11 @@ async fn decide(
         failure_mode: mode,
         observe,
     };
-    gov.decide_request(policy, &facts).await
+    let d = gov.decide_request(policy, &facts).await;
+    if !observe {
+        crate::alerts::rate_limited(state.alerts.emitter(), &target.route, id, &d);
+    }
+    d
 }
 
 /// Monitor mode: what governance would decide on a request whose copy is `body`, without

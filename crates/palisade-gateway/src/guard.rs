@@ -748,51 +748,54 @@ fn record(
     shared: &Metadata,
     verdict: &Verdict,
 ) {
-    let Some(writer) = state.records.as_deref() else {
+    if !crate::records::wanted(state) {
         return;
-    };
+    }
     let m = &message.metadata;
     let body = match (collector.logging, verdict.action.as_str()) {
         (LoggingLevel::Full, "redact") => verdict.body.clone(),
         (LoggingLevel::Full, "allow") => message.body.clone(),
         _ => None,
     };
-    writer.record(palisade_store::Event {
-        seq: None,
-        request_id: request_id.to_owned(),
-        time_ms: palisade_store::now_ms(),
-        source: match direction {
-            Direction::Request => "guard_request".into(),
-            Direction::Response => "guard_response".into(),
+    crate::records::emit(
+        state,
+        palisade_store::Event {
+            seq: None,
+            request_id: request_id.to_owned(),
+            time_ms: palisade_store::now_ms(),
+            source: match direction {
+                Direction::Request => "guard_request".into(),
+                Direction::Response => "guard_response".into(),
+            },
+            route: Some(format!("guard:{}", collector.name)),
+            collector: Some(collector.name.clone()),
+            agent_id: m.agent_id.clone().or_else(|| shared.agent_id.clone()),
+            client_ip: message.client_ip.clone(),
+            method: message.method.clone(),
+            path: message.path.clone(),
+            mcp_method: message.mcp_method.clone(),
+            tool: None,
+            status: message.status,
+            decision: verdict.action.clone(),
+            risk: verdict.risk_score,
+            latency_ms: None,
+            reasons: verdict.reasons.clone(),
+            body,
+            model: m.model.clone().or_else(|| shared.model.clone()),
+            findings: verdict
+                .findings
+                .iter()
+                .map(|f| palisade_store::FindingRecord {
+                    detector: f.detector.clone(),
+                    kind: f.kind.clone(),
+                    severity: f.severity.clone(),
+                    action: f.action.clone(),
+                    location: Some(f.location.clone()),
+                    snippet: None,
+                })
+                .collect(),
         },
-        route: Some(format!("guard:{}", collector.name)),
-        collector: Some(collector.name.clone()),
-        agent_id: m.agent_id.clone().or_else(|| shared.agent_id.clone()),
-        client_ip: message.client_ip.clone(),
-        method: message.method.clone(),
-        path: message.path.clone(),
-        mcp_method: message.mcp_method.clone(),
-        tool: None,
-        status: message.status,
-        decision: verdict.action.clone(),
-        risk: verdict.risk_score,
-        latency_ms: None,
-        reasons: verdict.reasons.clone(),
-        body,
-        model: m.model.clone().or_else(|| shared.model.clone()),
-        findings: verdict
-            .findings
-            .iter()
-            .map(|f| palisade_store::FindingRecord {
-                detector: f.detector.clone(),
-                kind: f.kind.clone(),
-                severity: f.severity.clone(),
-                action: f.action.clone(),
-                location: Some(f.location.clone()),
-                snippet: None,
-            })
-            .collect(),
-    });
+    );
 }
 
 /// Counts a guard call (native or compatible) under its collector, for the metrics.

@@ -20,6 +20,7 @@ use palisade_engine::Inspector;
 use palisade_policy::config::Config;
 use tokio::net::TcpListener;
 
+pub mod alerts;
 pub mod body;
 pub mod compat;
 pub mod error;
@@ -50,6 +51,8 @@ pub struct State {
     pub governance: Arc<Governance>,
     /// The records' writer, shared by every worker; `None` when recording is off.
     pub records: Option<Arc<palisade_store::Writer>>,
+    /// The alerts, shared by every worker (disabled when none are configured).
+    pub alerts: Arc<palisade_alerts::Alerts>,
 }
 
 /// Why the gateway could not start.
@@ -70,15 +73,26 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("{0}")]
     Store(String),
+    /// The alerts could not start.
+    #[error("{0}")]
+    Alerts(String),
 }
 
 impl State {
     /// Compiles `config` into a ready state.
     pub fn new(config: Config) -> Result<Self, StartError> {
         let inspector = Arc::new(Inspector::new(&config)?);
-        let governance = Arc::new(Governance::in_memory(&config).map_err(StartError::Governance)?);
+        let alerts = alerts::open(&config)?;
+        let governance = Arc::new(alerts::governance(&config, alerts.emitter())?);
         let records = records::open(&config.storage).map_err(StartError::Store)?;
-        Self::with_parts(config, inspector, governance, Arc::default(), records)
+        Self::with_parts(
+            config,
+            inspector,
+            governance,
+            Arc::default(),
+            records,
+            alerts,
+        )
     }
 
     /// A state sharing compiled policies, governance state and the SSE session registry with
@@ -89,6 +103,7 @@ impl State {
         governance: Arc<Governance>,
         sse_sessions: Arc<sse_sessions::SseSessions>,
         records: Option<Arc<palisade_store::Writer>>,
+        alerts: Arc<palisade_alerts::Alerts>,
     ) -> Result<Self, StartError> {
         let client = upstream::client(&config)?;
         let collectors = guard::Collectors::from_config(&config).map_err(StartError::Collectors)?;
@@ -100,6 +115,7 @@ impl State {
             collectors,
             governance,
             records,
+            alerts,
         })
     }
 }
@@ -116,13 +132,15 @@ pub struct Server {
     threads: Vec<std::thread::JoinHandle<()>>,
     governance: Arc<Governance>,
     records: Option<Arc<palisade_store::Writer>>,
+    alerts: Arc<palisade_alerts::Alerts>,
 }
 
 impl Server {
     /// Starts `workers` threads serving `config`. Returns once every worker listens.
     pub fn start(config: Config, workers: usize) -> Result<Server, ServeError> {
         let inspector = Arc::new(Inspector::new(&config).map_err(StartError::from)?);
-        let governance = Arc::new(Governance::in_memory(&config).map_err(StartError::Governance)?);
+        let alerts = alerts::open(&config)?;
+        let governance = Arc::new(alerts::governance(&config, alerts.emitter())?);
         let records = records::open(&config.storage).map_err(StartError::Store)?;
         let wanted: SocketAddr = config
             .listen
@@ -139,6 +157,7 @@ impl Server {
             let inspector = inspector.clone();
             let governance = governance.clone();
             let records = records.clone();
+            let alerts = alerts.clone();
             let mut stop_rx = stop_rx.clone();
             let bind_to = addr;
             let handle = std::thread::Builder::new()
@@ -172,6 +191,7 @@ impl Server {
                             governance,
                             sse_sessions,
                             records,
+                            alerts,
                         ) {
                             Ok(s) => Arc::new(s),
                             Err(e) => {
@@ -212,6 +232,7 @@ impl Server {
             threads,
             governance,
             records,
+            alerts,
         })
     }
 
@@ -230,12 +251,14 @@ impl Server {
         self.addr
     }
 
-    /// Stops accepting, lets open connections finish, and waits for the workers.
+    /// Stops accepting, lets open connections finish, and waits for the workers; then stops
+    /// the alert thread (what it has not delivered waits in its outbox for the next start).
     pub fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.threads {
             let _ = t.join();
         }
+        self.alerts.shutdown();
     }
 }
 

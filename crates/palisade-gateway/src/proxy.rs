@@ -213,7 +213,7 @@ async fn exchange_and_log(
     );
     recorded.governed(governed.for_record());
     crate::records::finish(
-        state.records.as_deref(),
+        &state,
         &recorded,
         crate::records::Facts {
             request_id: &id,
@@ -1158,7 +1158,7 @@ async fn pump_stream(
     if !inspector.reasons().is_empty() {
         palisade_engine::metrics::stream_event("redacted");
         crate::records::stream(
-            state.records.as_deref(),
+            &state,
             &id,
             &target.route,
             "redact",
@@ -1210,14 +1210,7 @@ fn log_stream_end(
 ) {
     let reasons = inspector.reasons();
     if end == StreamEnd::Blocked {
-        crate::records::stream(
-            state.records.as_deref(),
-            id,
-            route,
-            "block",
-            reasons,
-            inspector.findings(),
-        );
+        crate::records::stream(state, id, route, "block", reasons, inspector.findings());
     }
     palisade_engine::metrics::stream_event(match end {
         StreamEnd::Blocked => "blocked",

@@ -1,6 +1,6 @@
 //! Recording exchanges: each request carries a [`Slot`] that the steps fill (findings, risk, MCP
 //! method, tool); when the answer is ready, [`finish`] turns it into one event for the store's
-//! writer. Recording never waits: a full queue drops the event and counts it.
+//! writer and the alerts ([`emit`]). Neither waits: a full queue drops the event and counts it.
 
 use std::sync::{Arc, Mutex};
 
@@ -123,57 +123,81 @@ pub struct Facts<'a> {
     pub latency_ms: f64,
 }
 
+/// Hands an event to the alerts (which look at it only when a rule could care) and to the
+/// store's writer; neither waits.
+pub fn emit(state: &crate::State, event: Event) {
+    state.alerts.emitter().exchange(&event);
+    if let Some(writer) = state.records.as_deref() {
+        writer.record(event);
+    }
+}
+
+/// Whether anything takes events: the store or the alerts.
+pub fn wanted(state: &crate::State) -> bool {
+    state.records.is_some() || state.alerts.emitter().enabled()
+}
+
 /// Queues the record of an exchange.
-pub fn finish(writer: Option<&Writer>, slot: &Slot, facts: Facts<'_>) {
-    let Some(writer) = writer else { return };
+pub fn finish(state: &crate::State, slot: &Slot, facts: Facts<'_>) {
+    if !wanted(state) {
+        return;
+    }
     let bits = match slot.0.lock() {
         Ok(mut b) => std::mem::take(&mut *b),
         Err(_) => Bits::default(),
     };
-    writer.record(Event {
-        seq: None,
-        request_id: facts.request_id.to_owned(),
-        time_ms: palisade_store::now_ms(),
-        source: "proxy".into(),
-        route: Some(facts.route.to_owned()),
-        collector: None,
-        agent_id: bits.agent_id,
-        client_ip: Some(facts.client_ip),
-        method: Some(facts.method.to_owned()),
-        path: Some(facts.path.to_owned()),
-        mcp_method: bits.mcp_method,
-        tool: bits.tool,
-        status: Some(facts.status),
-        decision: facts.decision.to_owned(),
-        risk: bits.risk,
-        latency_ms: Some(facts.latency_ms),
-        reasons: facts.reasons.to_vec(),
-        body: None,
-        model: bits.model,
-        findings: bits.findings,
-    });
+    emit(
+        state,
+        Event {
+            seq: None,
+            request_id: facts.request_id.to_owned(),
+            time_ms: palisade_store::now_ms(),
+            source: "proxy".into(),
+            route: Some(facts.route.to_owned()),
+            collector: None,
+            agent_id: bits.agent_id,
+            client_ip: Some(facts.client_ip),
+            method: Some(facts.method.to_owned()),
+            path: Some(facts.path.to_owned()),
+            mcp_method: bits.mcp_method,
+            tool: bits.tool,
+            status: Some(facts.status),
+            decision: facts.decision.to_owned(),
+            risk: bits.risk,
+            latency_ms: Some(facts.latency_ms),
+            reasons: facts.reasons.to_vec(),
+            body: None,
+            model: bits.model,
+            findings: bits.findings,
+        },
+    );
 }
 
 /// Queues the record of a streamed response's findings, once the stream has ended.
 pub fn stream(
-    writer: Option<&Writer>,
+    state: &crate::State,
     request_id: &str,
     route: &str,
     decision: &str,
     reasons: &[String],
     findings: &[LocatedFinding],
 ) {
-    let Some(writer) = writer else { return };
-    writer.record(Event {
-        request_id: request_id.to_owned(),
-        time_ms: palisade_store::now_ms(),
-        source: "stream".into(),
-        route: Some(route.to_owned()),
-        decision: decision.to_owned(),
-        reasons: reasons.to_vec(),
-        findings: findings.iter().map(record).collect(),
-        ..Event::default()
-    });
+    if !wanted(state) {
+        return;
+    }
+    emit(
+        state,
+        Event {
+            request_id: request_id.to_owned(),
+            time_ms: palisade_store::now_ms(),
+            source: "stream".into(),
+            route: Some(route.to_owned()),
+            decision: decision.to_owned(),
+            reasons: reasons.to_vec(),
+            findings: findings.iter().map(record).collect(),
+            ..Event::default()
+        },
+    );
 }
 
 /// Opens the configured store and starts its writer; `None` when recording is off.

@@ -453,6 +453,7 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
         ));
     }
     crate::govern::check(config)?;
+    crate::alerts::check(&config.alerts)?;
     if !config.policies.contains_key(&config.proxy.policy) {
         return Err((
             "proxy.policy".into(),

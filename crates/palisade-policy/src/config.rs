@@ -63,6 +63,10 @@ pub struct Config {
     /// OpenTelemetry traces, exported over OTLP/HTTP. Absent `otlp_endpoint`: no traces.
     #[serde(default)]
     pub traces: TracesConfig,
+    /// Webhook alerts on findings, blocks, tool changes, approval requests and rate-limit
+    /// bursts.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// OpenTelemetry traces. Each exchange and guard call is a server span, joined to the caller's
@@ -323,6 +327,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             client_ip: ClientIpConfig::default(),
             traces: TracesConfig::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
         }
     }
 }

@@ -841,7 +841,8 @@ pub(crate) fn check(config: &crate::config::Config) -> Result<(), (String, Strin
     Ok(())
 }
 
-fn http_token(s: &str) -> Option<&str> {
+/// `s` when it is a non-empty HTTP token (a header name).
+pub(crate) fn http_token(s: &str) -> Option<&str> {
     (!s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))

@@ -11,6 +11,7 @@
 //! The built-in default policy is an embedded YAML file ([`DEFAULT_POLICY_YAML`]), parsed by the
 //! same code as a user's file, so what the documentation shows is what runs.
 
+pub mod alerts;
 pub mod authz;
 pub mod compile;
 pub mod config;
