@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use palisade_alerts::{Alerts, Answer, Emitter, PostFuture, RateLimited, Transport};
-use palisade_engine::govern::{GovDecision, GovOutcome, Governance, Stores};
+use palisade_engine::govern::{GovDecision, GovOutcome, Governance};
 use palisade_policy::config::Config;
 
 use crate::body::full;
@@ -81,9 +81,9 @@ pub fn open(config: &Config) -> Result<Arc<Alerts>, crate::StartError> {
     Ok(Arc::new(started))
 }
 
-/// Governance over in-memory stores, its audit log watched by the alerts.
+/// Governance over the configured state stores, its audit log watched by the alerts.
 pub fn governance(config: &Config, alerts: &Emitter) -> Result<Governance, crate::StartError> {
-    let mut stores = Stores::memory(config.state.memory.max_keys);
+    let mut stores = crate::state::stores(config)?;
     stores.audit = alerts.watch_audit(stores.audit);
     Governance::new(config, stores).map_err(crate::StartError::Governance)
 }

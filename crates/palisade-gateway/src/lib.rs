@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod records;
 pub mod route;
 pub mod sse_sessions;
+pub mod state;
 pub mod traces;
 pub mod upstream;
 mod ws;
@@ -73,6 +74,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("{0}")]
     Store(String),
+    /// The governance state store could not be set up.
+    #[error("{0}")]
+    State(String),
     /// The alerts could not start.
     #[error("{0}")]
     Alerts(String),

@@ -136,8 +136,8 @@ async fn exchange_and_log(
         );
     }
     if path == "/health/ready" {
-        // Ready: the configuration is loaded (it is, or this process would not serve) and the
-        // store answers. Governance state is in this process's memory.
+        // Ready: the configuration is loaded (it is, or this process would not serve), the
+        // store answers, and so does a shared state store (Redis) unless told not to count it.
         let store = match &state.records {
             None => "off",
             Some(w) => match w.store().ping() {
@@ -148,10 +148,12 @@ async fn exchange_and_log(
                 }
             },
         };
-        let ready = store != "unreachable";
+        let (state_check, state_blocks) =
+            crate::state::readiness(state.governance.stores(), Duration::from_secs(1)).await;
+        let ready = store != "unreachable" && !state_blocks;
         let body = serde_json::json!({
             "status": if ready { "ready" } else { "not_ready" },
-            "checks": { "config": "ok", "store": store, "state": "ok" },
+            "checks": { "config": "ok", "store": store, "state": state_check },
         });
         let status = if ready {
             StatusCode::OK

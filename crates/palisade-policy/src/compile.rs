@@ -368,6 +368,9 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
             ));
         }
     }
+    if let Some(r) = &config.state.redis {
+        check_redis(r)?;
+    }
     let mut collectors = BTreeSet::new();
     for (i, c) in config.collectors.iter().enumerate() {
         let at = format!("collectors[{i}]");
@@ -528,6 +531,54 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `state.redis`: one URL source, a scheme this build speaks, and no zero where a zero would
+/// mean "never" or "nothing".
+fn check_redis(r: &crate::govern::RedisStateConfig) -> Result<(), (String, String, String)> {
+    let err = |field: &str, value: String, message: String| {
+        Err((format!("state.redis.{field}"), value, message))
+    };
+    match (&r.url, &r.url_env) {
+        (Some(u), None) => {
+            if !(u.starts_with("redis://") || u.starts_with("redis+unix://")) {
+                let scheme = u.split("://").next().unwrap_or_default().to_owned();
+                return err(
+                    "url",
+                    scheme,
+                    "must start with `redis://` or `redis+unix://` (TLS and Cluster are not supported)"
+                        .into(),
+                );
+            }
+        }
+        (None, Some(_)) => {}
+        _ => {
+            return err(
+                "url",
+                String::new(),
+                "give exactly one of `url` and `url_env`".into(),
+            )
+        }
+    }
+    for (field, v) in [
+        ("connections", r.connections as u64),
+        ("connect_timeout_ms", r.connect_timeout_ms),
+        ("command_timeout_ms", r.command_timeout_ms),
+        ("retry_interval_ms", r.retry_interval_ms),
+        ("approval_retention_seconds", r.approval_retention_seconds),
+    ] {
+        if v == 0 {
+            return err(field, String::new(), "must be at least 1".into());
+        }
+    }
+    if r.connections > 64 {
+        return err(
+            "connections",
+            r.connections.to_string(),
+            "at most 64: each connection multiplexes every concurrent command already".into(),
+        );
     }
     Ok(())
 }

@@ -114,9 +114,89 @@ impl AdminRole {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// In this process's memory: one replica only.
+    /// In this process's memory: one replica only. With `redis` set, this is the local state
+    /// that `fail_open` routes fall back to while Redis cannot be reached.
     #[serde(default)]
     pub memory: MemoryStateConfig,
+    /// Shared by every replica in Redis: rate counters, the decision cache, tool pins, approvals
+    /// (with pub/sub, so a call held on one replica wakes when another approves) and sessions.
+    /// When Redis cannot be reached, `fail_closed` routes refuse governed requests and
+    /// `fail_open` routes use this replica's in-memory state until Redis answers again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisStateConfig>,
+}
+
+/// The Redis state store. One Redis server (or a primary behind a proxy such as Sentinel's
+/// virtual address); Redis Cluster and TLS are not supported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStateConfig {
+    /// The server, as `redis://[user:password@]host:port[/db]` or `redis+unix:///path`. Give
+    /// either this or `url_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The environment variable holding the URL, for URLs that carry a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// Prefix of every key and channel Palisade uses, so that several deployments can share one
+    /// Redis database.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Multiplexed connections opened to Redis; each pipelines every concurrent command, and
+    /// commands are spread over them in turn.
+    #[serde(default = "default_redis_connections")]
+    pub connections: usize,
+    /// Time allowed to open a connection.
+    #[serde(default = "default_redis_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time allowed for one command (or script) to answer; past it, the operation fails and the
+    /// route's failure mode decides.
+    #[serde(default = "default_redis_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+    /// While Redis is unreachable, commands fail at once without waiting for their timeout, and
+    /// one probe goes through every this many milliseconds to notice that it is back.
+    #[serde(default = "default_redis_retry_interval_ms")]
+    pub retry_interval_ms: u64,
+    /// Decided or expired approvals are deleted this long after they were created.
+    #[serde(default = "default_approval_retention_seconds")]
+    pub approval_retention_seconds: u64,
+    /// Whether `/health/ready` reports not ready while Redis is unreachable. Turn it off when
+    /// every route is `fail_open`, so that a Redis outage does not take every replica out of the
+    /// load balancer.
+    #[serde(default = "default_true")]
+    pub required_for_readiness: bool,
+}
+
+fn default_key_prefix() -> String {
+    "palisade:".to_owned()
+}
+fn default_redis_connections() -> usize {
+    2
+}
+fn default_redis_connect_timeout_ms() -> u64 {
+    1_000
+}
+fn default_redis_command_timeout_ms() -> u64 {
+    250
+}
+fn default_redis_retry_interval_ms() -> u64 {
+    1_000
+}
+fn default_approval_retention_seconds() -> u64 {
+    7 * 24 * 3_600
+}
+
+impl RedisStateConfig {
+    /// The URL, read from `url_env` when that is given.
+    pub fn resolve_url(&self) -> Result<String, String> {
+        match (&self.url, &self.url_env) {
+            (Some(u), None) => Ok(u.clone()),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                format!("environment variable `{var}` (state.redis.url_env) is not set")
+            }),
+            _ => Err("give exactly one of `url` and `url_env`".into()),
+        }
+    }
 }
 
 /// The in-memory state store.

@@ -218,8 +218,8 @@ impl MemoryApprovals {
     }
 }
 
-/// The status as of `now_ms`: pending past its expiry is expired; a grant past its expiry too.
-fn effective(a: &Approval, now_ms: u64) -> Approval {
+/// The approval as of `now_ms`: pending past its expiry is expired; a grant past its expiry too.
+pub fn effective(a: &Approval, now_ms: u64) -> Approval {
     let mut a = a.clone();
     if matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)
         && now_ms >= a.expires_ms
@@ -354,7 +354,7 @@ impl MemorySessions {
 
 /// Steps kept per session; older ones are dropped first (a flow needs its earliest labelled step,
 /// so labels seen are folded into the first kept step's list).
-const MAX_STEPS: usize = 256;
+pub const MAX_STEPS: usize = 256;
 
 impl SessionStore for MemorySessions {
     fn steps(&self, session: &str, now_ms: u64) -> StateFuture<'_, Vec<SessionStep>> {

@@ -17,6 +17,7 @@
 //! [`memory::MemoryState`].
 
 pub mod action;
+pub mod fallback;
 pub mod gcra;
 pub mod memory;
 pub mod pins;
@@ -62,6 +63,12 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// This replica's in-memory stores, when the ones above are shared (Redis): `fail_open`
+    /// routes fall back to them while a shared store is unavailable (see [`fallback`]);
+    /// `fail_closed` routes never do. `None` for in-process stores.
+    pub fallback: Option<Box<Stores>>,
+    /// Whether a shared store answers, for readiness; `None` for in-process stores.
+    pub probe: Option<Arc<dyn StateProbe>>,
 }
 
 impl Stores {
@@ -75,6 +82,8 @@ impl Stores {
             approvals: m.approvals,
             sessions: m.sessions,
             audit: m.audit,
+            fallback: None,
+            probe: None,
         }
     }
 }
@@ -263,6 +272,8 @@ const SESSION_TTL_MS: u64 = 24 * 3_600 * 1_000;
 #[derive(Debug)]
 pub struct Governance {
     stores: Stores,
+    /// What `fail_open` routes use when `stores` has a fallback.
+    degraded: Option<Stores>,
     policies: HashMap<String, PolicyGovern>,
 }
 
@@ -282,7 +293,23 @@ impl Governance {
                 PolicyGovern::new(name, p).map_err(|e| format!("policy `{name}`: {e}"))?,
             );
         }
-        Ok(Governance { stores, policies })
+        let degraded = stores
+            .fallback
+            .as_deref()
+            .map(|local| fallback::with_local_fallback(&stores, local.clone()));
+        Ok(Governance {
+            stores,
+            degraded,
+            policies,
+        })
+    }
+
+    /// The stores a route with failure mode `mode` uses.
+    fn stores_for(&self, mode: FailureMode) -> &Stores {
+        match (mode, &self.degraded) {
+            (FailureMode::FailOpen, Some(s)) => s,
+            _ => &self.stores,
+        }
     }
 
     /// In-memory stores sized by the configuration's `state`.
@@ -383,6 +410,7 @@ impl Governance {
     /// Decides a request under policy `policy`. See the module documentation.
     pub async fn decide_request(&self, policy: &str, facts: &RequestFacts<'_>) -> GovDecision {
         let now = now_ms();
+        let stores = self.stores_for(facts.failure_mode);
         let action_id = format!("act_{}", facts.request_id);
         let Some(p) = self.policies.get(policy) else {
             return excluded(action_id);
@@ -431,7 +459,7 @@ impl Governance {
             action::normalize_path(facts.path)
         );
         let cached = if g.decision_cache.enabled {
-            match self.stores.cache.get(&cache_key, now).await {
+            match stores.cache.get(&cache_key, now).await {
                 Ok(c) => c,
                 Err(e) => return self.failed(d, facts.failure_mode, &e),
             }
@@ -454,8 +482,7 @@ impl Governance {
                 let s = self.static_decision(p, facts);
                 if g.decision_cache.enabled {
                     let ttl = g.decision_cache.ttl_seconds.saturating_mul(1_000);
-                    if let Err(e) = self
-                        .stores
+                    if let Err(e) = stores
                         .cache
                         .put(&cache_key, s.decision.clone(), ttl, now)
                         .await
@@ -574,7 +601,7 @@ impl Governance {
 
         // A quarantined or held tool is refused whatever else holds.
         if let (Some(tool), true) = (&facts.tool, p.tools.pin) {
-            match self.stores.pins.get(facts.scope, tool).await {
+            match stores.pins.get(facts.scope, tool).await {
                 Ok(Some(pin)) if pin.state.blocks() => {
                     d.outcome = GovOutcome::Deny;
                     let what = match pin.state {
@@ -635,7 +662,7 @@ impl Governance {
                 max_requests: max,
                 period_ms: rl.period_seconds.saturating_mul(1_000),
             };
-            match self.stores.rates.check(&key, quota, now).await {
+            match stores.rates.check(&key, quota, now).await {
                 Ok(o) if !o.allowed => {
                     crate::metrics::rate_limited(&p.name, &name);
                     let secs = o.retry_after_ms.div_ceil(1_000).max(1);
@@ -669,7 +696,7 @@ impl Governance {
         if let Some(tool) = &facts.tool {
             let labels = p.labels(tool);
             if !labels.is_empty() {
-                let steps = match self.stores.sessions.steps(&session, now).await {
+                let steps = match stores.sessions.steps(&session, now).await {
                     Ok(s) => s,
                     Err(e) => return self.failed(d, facts.failure_mode, &e),
                 };
@@ -732,8 +759,7 @@ impl Governance {
         }
         if verdict == StaticVerdict::Hold {
             let fingerprint = fingerprint(&agent, &d.action, facts);
-            match self
-                .stores
+            match stores
                 .approvals
                 .take_grant(&agent, &d.action, &fingerprint, now)
                 .await
@@ -765,7 +791,7 @@ impl Governance {
                         decided_ms: None,
                         decision_reason: None,
                     };
-                    if let Err(e) = self.stores.approvals.create(a).await {
+                    if let Err(e) = stores.approvals.create(a).await {
                         return self.failed(d, facts.failure_mode, &e);
                     }
                     self.audit(
@@ -798,8 +824,7 @@ impl Governance {
                     labels: labels.iter().map(|l| l.as_str().to_owned()).collect(),
                     at_ms: now,
                 };
-                if let Err(e) = self
-                    .stores
+                if let Err(e) = stores
                     .sessions
                     .append(&session, step, SESSION_TTL_MS, now)
                     .await
@@ -820,18 +845,18 @@ impl Governance {
         timer: impl std::future::Future<Output = ()>,
         failure_mode: FailureMode,
     ) -> GovDecision {
+        let stores = self.stores_for(failure_mode);
         let waited = tokio::select! {
-            s = self.stores.approvals.wait(approval_id) => Some(s),
+            s = stores.approvals.wait(approval_id) => Some(s),
             () = timer => None,
         };
         match waited {
             Some(Ok(ApprovalStatus::Approved)) => {
                 // Consume a call-scoped grant so the retry of the same call does not reuse it.
                 let now = now_ms();
-                if let Ok(Some(a)) = self.stores.approvals.get(approval_id, now).await {
+                if let Ok(Some(a)) = stores.approvals.get(approval_id, now).await {
                     if a.scope == ApprovalScope::Call {
-                        let _ = self
-                            .stores
+                        let _ = stores
                             .approvals
                             .take_grant(&a.agent, &a.action, &a.fingerprint, now)
                             .await;
@@ -916,6 +941,7 @@ impl Governance {
         result: &Value,
         failure_mode: FailureMode,
     ) -> ListReview {
+        let stores = self.stores_for(failure_mode);
         let mut review = ListReview::default();
         let Some(p) = self.policies.get(policy) else {
             return review;
@@ -962,7 +988,7 @@ impl Governance {
             return review;
         }
         let now = now_ms();
-        let pins = match self.stores.pins.list(Some(scope)).await {
+        let pins = match stores.pins.list(Some(scope)).await {
             Ok(v) => v,
             Err(e) => return review.failed(failure_mode, &e),
         };
@@ -1021,7 +1047,7 @@ impl Governance {
             if let Some((pin, event)) = next {
                 let detail = serde_json::json!({"state": pin.state, "hash": hash});
                 let note = pin.note.clone();
-                if let Err(e) = self.stores.pins.put(scope, pin).await {
+                if let Err(e) = stores.pins.put(scope, pin).await {
                     return review.failed(failure_mode, &e);
                 }
                 self.audit(
@@ -1060,7 +1086,7 @@ impl Governance {
             let mut gone = pin.clone();
             gone.state = PinState::Removed;
             gone.note = detail.clone();
-            if let Err(e) = self.stores.pins.put(scope, gone).await {
+            if let Err(e) = stores.pins.put(scope, gone).await {
                 return review.failed(failure_mode, &e);
             }
             self.audit(
@@ -1073,7 +1099,7 @@ impl Governance {
             .await;
         }
         // Name collisions with tools other servers expose.
-        if let Ok(all) = self.stores.pins.list(None).await {
+        if let Ok(all) = stores.pins.list(None).await {
             for (other_scope, pin) in &all {
                 if other_scope != scope
                     && pin.state != PinState::Removed

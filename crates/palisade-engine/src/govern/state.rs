@@ -304,3 +304,15 @@ pub trait AuditLog: Send + Sync + Debug {
     /// The newest `limit` entries, newest first.
     fn recent(&self, limit: usize) -> StateFuture<'_, Vec<AuditEntry>>;
 }
+
+/// Whether a shared state store answers, for readiness.
+pub trait StateProbe: Send + Sync + Debug {
+    /// What the store is (`redis`).
+    fn kind(&self) -> &'static str;
+    /// Resolves when the store answers; an error says why it does not.
+    fn ping(&self) -> StateFuture<'_, ()>;
+    /// Whether an unreachable store makes this replica not ready.
+    fn required_for_readiness(&self) -> bool {
+        true
+    }
+}
