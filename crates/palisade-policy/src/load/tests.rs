@@ -131,3 +131,49 @@ fn bad_authorization_rule_names_file_line_field_and_position() {
     assert_eq!(e.line, Some(6), "{e}");
     assert!(e.message.contains("unknown variable `principal`"), "{e}");
 }
+
+#[test]
+fn redis_state_needs_one_url_of_a_supported_scheme() {
+    let c = parse_str(
+        "state:\n  redis: { url: 'redis://127.0.0.1:6379/0', command_timeout_ms: 100 }\n",
+        "s.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = c.state.redis.unwrap_or_else(|| panic!("no redis"));
+    assert_eq!(r.key_prefix, "palisade:");
+    assert_eq!((r.connections, r.command_timeout_ms), (2, 100));
+    assert!(r.required_for_readiness);
+    for (src, field, says) in [
+        (
+            "state:\n  redis: { url: 'rediss://h:6380' }\n",
+            "state.redis.url",
+            "TLS and Cluster are not supported",
+        ),
+        (
+            "state:\n  redis: { key_prefix: 'x:' }\n",
+            "state.redis.url",
+            "exactly one of `url` and `url_env`",
+        ),
+        (
+            "state:\n  redis: { url: 'redis://h', url_env: R }\n",
+            "state.redis.url",
+            "exactly one",
+        ),
+        (
+            "state:\n  redis: { url: 'redis://h', command_timeout_ms: 0 }\n",
+            "state.redis.command_timeout_ms",
+            "at least 1",
+        ),
+        (
+            "state:\n  redis: { url: 'redis://h', pool: 3 }\n",
+            "state.redis.pool",
+            "unknown field",
+        ),
+    ] {
+        let e = parse_str(src, "s.yaml")
+            .err()
+            .unwrap_or_else(|| panic!("accepted {src}"));
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.message.contains(says), "{e}");
+    }
+}
