@@ -86,6 +86,9 @@ step "nginx load balancer config, and the two replicas behind it, on 127.0.0.1"
 if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
   (apt-get update -qq && apt-get install -y -qq nginx >/dev/null) || true
 fi
+if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || true
+fi
 # Runs deploy/nginx/palisade.conf in a real nginx, in front of two real Palisade processes started
 # with deploy/palisade.yaml, all on loopback ports: compose's service names become 127.0.0.1.
 lb_smoke() {
@@ -102,6 +105,12 @@ while True:
     ports = [base + 1, base + 2, base]
     if all(free(p) for p in ports + [base + 101, base + 102]): print(*ports); break
 ')
+  # The replicas share their governance state in a real Redis, as in Compose.
+  local rport
+  rport=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    --dir "$work" >"$work/redis.log" 2>&1 &
+  pids+=($!)
   # One copy of the shared file per replica, differing only in the listen addresses (in
   # Compose each replica has its own network address; here they share 127.0.0.1) and in where
   # the records go (in Compose, each replica's own volume at /var/lib/palisade).
@@ -111,7 +120,7 @@ while True:
       -e "s|/var/lib/palisade/|$work/data-$p/|" \
       deploy/palisade.yaml > "$work/palisade-$p.yaml"
     "$palisade" config check "$work/palisade-$p.yaml" >/dev/null || return 1
-    PALISADE_KONG_KEY=$key "$palisade" serve --config "$work/palisade-$p.yaml" --workers 1 \
+    PALISADE_KONG_KEY=$key PALISADE_REDIS_URL="redis://127.0.0.1:$rport/" "$palisade" serve --config "$work/palisade-$p.yaml" --workers 1 \
       2>"$work/palisade-$p.log" &
     pids+=($!)
   done
@@ -142,6 +151,11 @@ EOF
   local ok=0
   status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$lb/health/ready")
   echo "  GET /health/ready through nginx: $status"; [ "$status" = 200 ] || ok=1
+  local body
+  for p in $p1 $p2; do
+    body=$(curl -s "http://127.0.0.1:$p/health/ready")
+    echo "  replica $p readiness: $body"; echo "$body" | grep -q '"state":"ok"' || ok=1
+  done
   status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$lb/v1/guard/request" -d '{}')
   echo "  guard API through nginx without a key: $status (want 401)"; [ "$status" = 401 ] || ok=1
   status=$(curl -s -o "$work/verdict.json" -w '%{http_code}' "http://127.0.0.1:$lb/v1/guard/request" \
@@ -154,10 +168,12 @@ EOF
 }
 if ! command -v nginx >/dev/null; then
   record SKIP "nginx + 2 replicas on loopback" "nginx not installed (apt-get install nginx)"
+elif ! command -v redis-server >/dev/null; then
+  record SKIP "nginx + 2 replicas on loopback" "redis-server not installed (apt-get install redis-server)"
 elif [ ! -x "$palisade" ]; then
   record SKIP "nginx + 2 replicas on loopback" "no palisade binary at $palisade"
 else
-  run "nginx + 2 replicas on loopback" "nginx -t; health and guard API through the balancer" lb_smoke
+  run "nginx + 2 replicas on loopback" "nginx -t; health (state in a real Redis) and guard API through the balancer" lb_smoke
 fi
 
 step "Helm chart (Helm's Go SDK: lint --strict, render, refusals)"

@@ -27,6 +27,11 @@ install_deps() {
   if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk nginx >/dev/null
   fi
+  # Redis for the shared-state tests (scripts/redis.sh starts a throwaway one; the multi-replica
+  # end-to-end tests start their own so that they can kill it).
+  if ! command -v redis-server >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+  fi
 }
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || { say "installing test dependencies"; install_deps; }
@@ -40,11 +45,11 @@ cargo fmt --all -- --check
 say "lint"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-say "unit, data-driven, property, golden and CLI tests"
-cargo test --workspace --release
+say "unit, data-driven, property, golden and CLI tests (the Redis stores against a real redis-server)"
+./scripts/redis.sh cargo test --workspace --release
 cargo build --release -p palisade
 
-say "end-to-end: real MCP, openai and anthropic clients and servers through the proxy"
+say "end-to-end: real MCP, openai and anthropic clients and servers through the proxy; two replicas on one Redis"
 PALISADE_BIN="$palisade" python3 -m pytest -q tests/e2e
 
 say "our Kong plugin: luacheck, busted specs, and the handler in real nginx + ngx_lua against Palisade"

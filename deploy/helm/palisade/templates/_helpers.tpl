@@ -54,6 +54,15 @@ variable that no Secret provides, since that collector would answer 401 to every
 {{- else }}
 {{- $_ := unset $config "admin" }}
 {{- end }}
+{{- if .Values.redis.enabled }}
+{{- $state := default dict $config.state }}
+{{- $redis := default dict $state.redis }}
+{{- if not $redis.url }}
+{{- $_ := set $redis "url_env" "PALISADE_REDIS_URL" }}
+{{- end }}
+{{- $_ := set $state "redis" $redis }}
+{{- $_ := set $config "state" $state }}
+{{- end }}
 {{- $provided := list }}
 {{- range .Values.secrets.env }}
 {{- $provided = append $provided .name }}
