@@ -93,7 +93,9 @@ async fn main() -> Result<(), String> {
         }
     })
     .await;
-    println!("| governance decision, cache hit + rate check (2 round trips) | {p50:.1?} | {p99:.1?} |");
+    println!(
+        "| governance decision, cache hit + rate check (2 round trips) | {p50:.1?} | {p99:.1?} |"
+    );
 
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -109,6 +111,9 @@ async fn main() -> Result<(), String> {
         let _ = t.await;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("| rate checks, 64 concurrent callers | {:.0} / s | |", 64.0 * 200.0 / secs);
+    println!(
+        "| rate checks, 64 concurrent callers | {:.0} / s | |",
+        64.0 * 200.0 / secs
+    );
     Ok(())
 }

@@ -58,7 +58,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn corrupt(e: serde_json::Error) -> StateError {
-    StateError::Unavailable(format!("redis: unreadable approval: {e}"))
+    StateError::Unavailable(format!(
+        "unreadable approval in the shared state store: {e}"
+    ))
 }
 
 /// Who waits on which approval in this process; the pub/sub listener bumps their counters.
@@ -105,15 +107,20 @@ impl Drop for Release<'_> {
     }
 }
 
-/// Listens on the decision channel for this process's waiters, reconnecting after
-/// `retry_interval` whenever the connection drops. Runs on the I/O thread for the process's life.
-pub(crate) async fn listen(redis: Redis, waiters: Arc<Waiters>) {
+/// Listens on `channel` for this process's waiters, reconnecting after `retry` whenever the
+/// connection drops. Runs on the I/O thread until it stops; it holds no [`Redis`] handle, so it
+/// does not keep the I/O thread alive.
+pub(crate) async fn listen(
+    client: redis::Client,
+    channel: String,
+    connect_timeout: Duration,
+    retry: Duration,
+    waiters: Arc<Waiters>,
+) {
     use futures_util::StreamExt;
-    let channel = redis.key("approvals:decided");
     loop {
-        let client = redis.client();
         if let Ok(Ok(mut ps)) =
-            tokio::time::timeout(redis.connect_timeout(), client.get_async_pubsub()).await
+            tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await
         {
             if ps.subscribe(&channel).await.is_ok() {
                 waiters.notify_all();
@@ -126,7 +133,7 @@ pub(crate) async fn listen(redis: Redis, waiters: Arc<Waiters>) {
             }
         }
         waiters.notify_all();
-        tokio::time::sleep(redis.retry_interval()).await;
+        tokio::time::sleep(retry).await;
     }
 }
 

@@ -136,9 +136,7 @@ impl Redis {
         T: Send + 'static,
     {
         if !self.inner.breaker.admit() {
-            return Err(StateError::Unavailable(
-                "redis is unreachable (waiting to retry)".into(),
-            ));
+            return Err(StateError::Unavailable(UNREACHABLE.into()));
         }
         self.run_now(op).await
     }
@@ -153,7 +151,7 @@ impl Redis {
         let inner = &self.inner;
         let i = inner.next.fetch_add(1, Ordering::Relaxed) % inner.pool.len().max(1);
         let Some(conn) = inner.pool.get(i).cloned() else {
-            return Err(StateError::Unavailable("redis: no connection".into()));
+            return Err(StateError::Unavailable(UNREACHABLE.into()));
         };
         let timeout = inner.command_timeout;
         let task = inner.handle.spawn(async move {
@@ -167,21 +165,29 @@ impl Redis {
                 inner.breaker.succeeded();
                 Ok(v)
             }
+            Ok(Ok(Err(e))) if connection_broke(&e) => {
+                inner.breaker.failed(&e.to_string());
+                Err(StateError::Unavailable(UNREACHABLE.into()))
+            }
             Ok(Ok(Err(e))) => {
-                if connection_broke(&e) {
-                    inner.breaker.failed(&e.to_string());
-                } else {
-                    // Redis answered, with an error: it is up.
-                    inner.breaker.succeeded();
-                }
-                Err(StateError::Unavailable(format!("redis: {e}")))
+                // Redis answered, with an error: it is up, and the detail is for the log only.
+                inner.breaker.succeeded();
+                tracing::warn!(error = %e, "redis command failed");
+                Err(StateError::Unavailable(FAILED.into()))
             }
             Ok(Err(_elapsed)) => {
-                let why = format!("redis did not answer within {} ms", timeout.as_millis());
-                inner.breaker.failed(&why);
-                Err(StateError::Unavailable(why))
+                inner.breaker.failed(&format!(
+                    "no answer within {} ms (command_timeout_ms)",
+                    timeout.as_millis()
+                ));
+                Err(StateError::Unavailable(
+                    "the shared state store did not answer in time".into(),
+                ))
             }
-            Err(e) => Err(StateError::Unavailable(format!("redis task failed: {e}"))),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis task failed");
+                Err(StateError::Unavailable(FAILED.into()))
+            }
         }
     }
 
@@ -205,6 +211,11 @@ impl Redis {
         self.inner.retry_interval
     }
 }
+
+/// What a caller (and, through the decision's reasons, a client) is told; the detail goes to
+/// the log, once per outage.
+const UNREACHABLE: &str = "the shared state store is unreachable";
+const FAILED: &str = "the shared state store failed";
 
 /// Whether `e` means the connection is gone (rather than Redis answering with an error).
 fn connection_broke(e: &RedisError) -> bool {

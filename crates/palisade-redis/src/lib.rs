@@ -33,7 +33,13 @@ pub fn open(cfg: &RedisStateConfig, local: Stores) -> Result<Stores, String> {
     let url = cfg.resolve_url()?;
     let redis = Redis::connect(&url, cfg)?;
     let waiters = Arc::new(approvals::Waiters::default());
-    redis.spawn(approvals::listen(redis.clone(), waiters.clone()));
+    redis.spawn(approvals::listen(
+        redis.client(),
+        redis.key("approvals:decided"),
+        redis.connect_timeout(),
+        redis.retry_interval(),
+        waiters.clone(),
+    ));
     let probe = Arc::new(RedisProbe {
         redis: redis.clone(),
         required: cfg.required_for_readiness,

@@ -23,7 +23,7 @@ use redis::{AsyncCommands, Script};
 use crate::client::Redis;
 
 fn corrupt(what: &str, e: serde_json::Error) -> StateError {
-    StateError::Unavailable(format!("redis: unreadable {what}: {e}"))
+    StateError::Unavailable(format!("unreadable {what} in the shared state store: {e}"))
 }
 
 /// GCRA over one stored number, the same arithmetic as

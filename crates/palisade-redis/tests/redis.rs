@@ -55,13 +55,25 @@ async fn gcra_script_answers_like_the_pure_function() {
         let at = now + i / 2; // a few distinct times, as in real traffic
         let (want, next) = gcra::check(tat, q, at);
         tat = next;
-        let got = s.rates.check("k", q, at).await.unwrap_or_else(|e| panic!("{e}"));
+        let got = s
+            .rates
+            .check("k", q, at)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got, want, "call {i}");
     }
-    let refused = s.rates.check("k", q, now + 60).await.unwrap_or_else(|e| panic!("{e}"));
+    let refused = s
+        .rates
+        .check("k", q, now + 60)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!refused.allowed);
     assert!(refused.retry_after_ms > 2_900 && refused.retry_after_ms <= 3_000);
-    assert!(s.rates.check("k", q, now + 3_100).await.is_ok_and(|o| o.allowed));
+    assert!(s
+        .rates
+        .check("k", q, now + 3_100)
+        .await
+        .is_ok_and(|o| o.allowed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -110,13 +122,25 @@ async fn cache_entries_live_for_their_ttl() {
         reasons: vec!["needs approval".into()],
     };
     let now = now_ms();
-    a.cache.put("agent|act|GET /x/{id}", d.clone(), 300, now).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(b.cache.get("agent|act|GET /x/{id}", now + 10).await, Ok(Some(d.clone())));
-    assert_eq!(b.cache.get("agent|act|GET /x/{id}", now + 300).await, Ok(None));
+    a.cache
+        .put("agent|act|GET /x/{id}", d.clone(), 300, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        b.cache.get("agent|act|GET /x/{id}", now + 10).await,
+        Ok(Some(d.clone()))
+    );
+    assert_eq!(
+        b.cache.get("agent|act|GET /x/{id}", now + 300).await,
+        Ok(None)
+    );
     assert_eq!(b.cache.get("other", now).await, Ok(None));
     // Redis forgets it too, by its own clock.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(b.cache.get("agent|act|GET /x/{id}", now + 10).await, Ok(None));
+    assert_eq!(
+        b.cache.get("agent|act|GET /x/{id}", now + 10).await,
+        Ok(None)
+    );
 }
 
 fn pin(tool: &str, state: PinState) -> ToolPin {
@@ -137,17 +161,47 @@ fn pin(tool: &str, state: PinState) -> ToolPin {
 async fn pins_are_shared_per_scope() {
     let Some(url) = url() else { return };
     let (a, b) = pair(&config(&url, "pins"));
-    a.pins.put("rug|http://u", pin("weather", PinState::Pinned)).await.unwrap_or_else(|e| panic!("{e}"));
-    a.pins.put("rug|http://u", pin("echo", PinState::Pinned)).await.unwrap_or_else(|e| panic!("{e}"));
-    a.pins.put("other|http://v", pin("echo", PinState::Pinned)).await.unwrap_or_else(|e| panic!("{e}"));
+    a.pins
+        .put("rug|http://u", pin("weather", PinState::Pinned))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    a.pins
+        .put("rug|http://u", pin("echo", PinState::Pinned))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    a.pins
+        .put("other|http://v", pin("echo", PinState::Pinned))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // Quarantined on A, seen on B.
-    a.pins.put("rug|http://u", pin("weather", PinState::Quarantined)).await.unwrap_or_else(|e| panic!("{e}"));
-    let got = b.pins.get("rug|http://u", "weather").await.unwrap_or_else(|e| panic!("{e}"));
+    a.pins
+        .put("rug|http://u", pin("weather", PinState::Quarantined))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = b
+        .pins
+        .get("rug|http://u", "weather")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got.map(|p| p.state), Some(PinState::Quarantined));
     assert_eq!(b.pins.get("rug|http://u", "nope").await, Ok(None));
-    let scoped: Vec<String> = b.pins.list(Some("rug|http://u")).await.unwrap_or_default().into_iter().map(|(_, p)| p.tool).collect();
+    let scoped: Vec<String> = b
+        .pins
+        .list(Some("rug|http://u"))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, p)| p.tool)
+        .collect();
     assert_eq!(scoped, ["echo", "weather"]);
-    let all: Vec<(String, String)> = b.pins.list(None).await.unwrap_or_default().into_iter().map(|(s, p)| (s, p.tool)).collect();
+    let all: Vec<(String, String)> = b
+        .pins
+        .list(None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(s, p)| (s, p.tool))
+        .collect();
     assert_eq!(
         all,
         [
@@ -194,7 +248,10 @@ async fn a_waiter_on_one_replica_wakes_when_another_decides() {
     let Some(url) = url() else { return };
     let (a, b) = pair(&config(&url, "wake"));
     let now = now_ms();
-    b.approvals.create(approval("ap1", now, now + 60_000)).await.unwrap_or_else(|e| panic!("{e}"));
+    b.approvals
+        .create(approval("ap1", now, now + 60_000))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let waiter = {
         let b = b.approvals.clone();
         tokio::spawn(async move {
@@ -206,7 +263,10 @@ async fn a_waiter_on_one_replica_wakes_when_another_decides() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished());
     let decided_at = Instant::now();
-    let decided = a.approvals.decide("ap1", grant(now_ms(), ApprovalScope::Call)).await;
+    let decided = a
+        .approvals
+        .decide("ap1", grant(now_ms(), ApprovalScope::Call))
+        .await;
     assert_eq!(decided.map(|d| d.decided_by), Ok(Some("alice".to_owned())));
     let (status, woke_at) = waiter.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, Ok(ApprovalStatus::Approved));
@@ -214,13 +274,21 @@ async fn a_waiter_on_one_replica_wakes_when_another_decides() {
     // Pub/sub, not the half-second re-read.
     assert!(took < Duration::from_millis(250), "woke after {took:?}");
     // Decided once only.
-    let again = b.approvals.decide("ap1", grant(now_ms(), ApprovalScope::Call)).await;
+    let again = b
+        .approvals
+        .decide("ap1", grant(now_ms(), ApprovalScope::Call))
+        .await;
     assert!(matches!(again, Err(StateError::Conflict(_))));
     assert!(matches!(
-        a.approvals.decide("missing", grant(now, ApprovalScope::Call)).await,
+        a.approvals
+            .decide("missing", grant(now, ApprovalScope::Call))
+            .await,
         Err(StateError::NotFound(_))
     ));
-    assert!(matches!(b.approvals.wait("missing").await, Err(StateError::NotFound(_))));
+    assert!(matches!(
+        b.approvals.wait("missing").await,
+        Err(StateError::NotFound(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -228,15 +296,28 @@ async fn a_call_grant_is_used_exactly_once_and_an_action_grant_until_it_expires(
     let Some(url) = url() else { return };
     let (a, b) = pair(&config(&url, "grants"));
     let now = now_ms();
-    a.approvals.create(approval("c1", now, now + 60_000)).await.unwrap_or_else(|e| panic!("{e}"));
-    a.approvals.decide("c1", grant(now, ApprovalScope::Call)).await.unwrap_or_else(|e| panic!("{e}"));
+    a.approvals
+        .create(approval("c1", now, now + 60_000))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    a.approvals
+        .decide("c1", grant(now, ApprovalScope::Call))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let taken = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for t in 0..20 {
-        let s = if t % 2 == 0 { a.approvals.clone() } else { b.approvals.clone() };
+        let s = if t % 2 == 0 {
+            a.approvals.clone()
+        } else {
+            b.approvals.clone()
+        };
         let taken = taken.clone();
         tasks.push(tokio::spawn(async move {
-            if let Ok(Some(g)) = s.take_grant("bot", "tools/call:delete_repo", "fp-c1", now + 1).await {
+            if let Ok(Some(g)) = s
+                .take_grant("bot", "tools/call:delete_repo", "fp-c1", now + 1)
+                .await
+            {
                 assert!(g.used);
                 taken.fetch_add(1, Ordering::Relaxed);
             }
@@ -247,27 +328,69 @@ async fn a_call_grant_is_used_exactly_once_and_an_action_grant_until_it_expires(
     }
     assert_eq!(taken.load(Ordering::Relaxed), 1);
 
-    a.approvals.create(approval("a1", now + 1, now + 60_000)).await.unwrap_or_else(|e| panic!("{e}"));
+    a.approvals
+        .create(approval("a1", now + 1, now + 60_000))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut d = grant(now, ApprovalScope::Action);
     d.expires_ms = now + 1_000;
-    a.approvals.decide("a1", d).await.unwrap_or_else(|e| panic!("{e}"));
+    a.approvals
+        .decide("a1", d)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     for at in [now + 10, now + 500] {
-        let g = b.approvals.take_grant("bot", "tools/call:delete_repo", "any", at).await;
+        let g = b
+            .approvals
+            .take_grant("bot", "tools/call:delete_repo", "any", at)
+            .await;
         assert_eq!(g.map(|g| g.map(|g| g.id)), Ok(Some("a1".to_owned())));
     }
-    assert_eq!(b.approvals.take_grant("bot", "tools/call:delete_repo", "any", now + 1_000).await, Ok(None));
-    assert_eq!(b.approvals.take_grant("eve", "tools/call:delete_repo", "any", now + 10).await, Ok(None));
+    assert_eq!(
+        b.approvals
+            .take_grant("bot", "tools/call:delete_repo", "any", now + 1_000)
+            .await,
+        Ok(None)
+    );
+    assert_eq!(
+        b.approvals
+            .take_grant("eve", "tools/call:delete_repo", "any", now + 10)
+            .await,
+        Ok(None)
+    );
 
     // Newest first, with expiry applied as of the time asked.
-    a.approvals.create(approval("p1", now + 2, now + 5_000)).await.unwrap_or_else(|e| panic!("{e}"));
-    let ids: Vec<String> = b.approvals.list(None, now + 10).await.unwrap_or_default().into_iter().map(|a| a.id).collect();
+    a.approvals
+        .create(approval("p1", now + 2, now + 5_000))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = b
+        .approvals
+        .list(None, now + 10)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
     assert_eq!(ids, ["p1", "a1", "c1"]);
-    let pending = b.approvals.list(Some(ApprovalStatus::Pending), now + 10).await.unwrap_or_default();
+    let pending = b
+        .approvals
+        .list(Some(ApprovalStatus::Pending), now + 10)
+        .await
+        .unwrap_or_default();
     assert_eq!(pending.len(), 1);
-    assert_eq!(b.approvals.get("p1", now + 5_000).await.map(|a| a.map(|a| a.status)), Ok(Some(ApprovalStatus::Expired)));
+    assert_eq!(
+        b.approvals
+            .get("p1", now + 5_000)
+            .await
+            .map(|a| a.map(|a| a.status)),
+        Ok(Some(ApprovalStatus::Expired))
+    );
     let mut late = grant(now + 6_000, ApprovalScope::Call);
     late.now_ms = now + 6_000;
-    assert!(matches!(a.approvals.decide("p1", late).await, Err(StateError::Conflict(_))));
+    assert!(matches!(
+        a.approvals.decide("p1", late).await,
+        Err(StateError::Conflict(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,16 +403,33 @@ async fn sessions_keep_their_steps_and_fold_dropped_labels() {
         labels: vec![label.into()],
         at_ms: now,
     };
-    a.sessions.append("mcp:s1", step("lookup", "private_data"), 60_000, now).await.unwrap_or_else(|e| panic!("{e}"));
+    a.sessions
+        .append("mcp:s1", step("lookup", "private_data"), 60_000, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     for _ in 0..palisade_engine::govern::memory::MAX_STEPS {
-        a.sessions.append("mcp:s1", step("fetch", "untrusted_content"), 60_000, now).await.unwrap_or_else(|e| panic!("{e}"));
+        a.sessions
+            .append("mcp:s1", step("fetch", "untrusted_content"), 60_000, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
-    let steps = b.sessions.steps("mcp:s1", now).await.unwrap_or_else(|e| panic!("{e}"));
+    let steps = b
+        .sessions
+        .steps("mcp:s1", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(steps.len(), palisade_engine::govern::memory::MAX_STEPS);
     assert_eq!(steps[0].tool, "fetch");
-    assert!(steps[0].labels.contains(&"private_data".to_owned()), "{:?}", steps[0]);
+    assert!(
+        steps[0].labels.contains(&"private_data".to_owned()),
+        "{:?}",
+        steps[0]
+    );
     assert_eq!(b.sessions.steps("mcp:none", now).await, Ok(vec![]));
-    a.sessions.append("mcp:short", step("x", "egress"), 200, now).await.unwrap_or_else(|e| panic!("{e}"));
+    a.sessions
+        .append("mcp:short", step("x", "egress"), 200, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(b.sessions.steps("mcp:short", now).await, Ok(vec![]));
 }
@@ -325,7 +465,8 @@ async fn an_unreachable_redis_refuses_fail_closed_and_degrades_fail_open_to_loca
     let cfg = config("redis://127.0.0.1:1/", "down");
     let stores = palisade_redis::open(&cfg, Stores::memory(100)).unwrap_or_else(|e| panic!("{e}"));
     let probe = stores.probe.clone();
-    let config = palisade_policy::load::parse_str(POLICY, "<test>").unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        palisade_policy::load::parse_str(POLICY, "<test>").unwrap_or_else(|e| panic!("{e}"));
     let g = Governance::new(&config, stores).unwrap_or_else(|e| panic!("{e}"));
     let closed = g.decide_request("p", &facts(FailureMode::FailClosed)).await;
     assert_eq!(closed.outcome, palisade_engine::govern::GovOutcome::Error);
@@ -333,14 +474,28 @@ async fn an_unreachable_redis_refuses_fail_closed_and_degrades_fail_open_to_loca
     let started = Instant::now();
     let closed = g.decide_request("p", &facts(FailureMode::FailClosed)).await;
     assert_eq!(closed.outcome, palisade_engine::govern::GovOutcome::Error);
-    assert!(started.elapsed() < Duration::from_millis(50), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
     // fail_open: governed on local state, whose limit of 2 still bites.
     for _ in 0..2 {
         let d = g.decide_request("p", &facts(FailureMode::FailOpen)).await;
-        assert_eq!(d.outcome, palisade_engine::govern::GovOutcome::Continue, "{d:?}");
+        assert_eq!(
+            d.outcome,
+            palisade_engine::govern::GovOutcome::Continue,
+            "{d:?}"
+        );
     }
     let d = g.decide_request("p", &facts(FailureMode::FailOpen)).await;
-    assert!(matches!(d.outcome, palisade_engine::govern::GovOutcome::RateLimited { .. }), "{d:?}");
+    assert!(
+        matches!(
+            d.outcome,
+            palisade_engine::govern::GovOutcome::RateLimited { .. }
+        ),
+        "{d:?}"
+    );
     let ping = probe.map(|p| async move { p.ping().await });
     match ping {
         Some(f) => assert!(matches!(f.await, Err(StateError::Unavailable(_)))),
