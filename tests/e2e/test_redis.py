@@ -243,6 +243,7 @@ def test_a_tool_quarantined_on_replica_a_is_hidden_and_refused_on_replica_b(repl
 
 FAULT_CONFIG = """
 listen: 127.0.0.1:{port}
+admin: {{ listen: '127.0.0.1:{admin}' }}
 storage: {{ enabled: false }}
 state:
   redis: {{ url: '{url}', key_prefix: 'fault:', retry_interval_ms: 200, command_timeout_ms: 200 }}
@@ -266,22 +267,28 @@ def test_redis_killed_mid_load_each_route_follows_its_failure_mode_and_recovers(
     try:
         redis.start()
         procs.append(redis.proc)
-        ports = {k: free_port() for k in ["llm", "palisade"]}
+        ports = {k: free_port() for k in ["llm", "palisade", "admin"]}
         p = subprocess.Popen([sys.executable, str(HERE / "servers.py"), "llm", str(ports["llm"])],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(p)
         wait_port(ports["llm"], p)
         llm = f"http://127.0.0.1:{ports['llm']}/any"
-        pal, log = start(tmp_path, FAULT_CONFIG.format(port=ports["palisade"], url=redis.url, llm=llm), procs)
+        pal, log = start(tmp_path, FAULT_CONFIG.format(port=ports["palisade"], admin=ports["admin"], url=redis.url, llm=llm), procs)
         wait_port(ports["palisade"], pal)
+        wait_port(ports["admin"], pal)
         base = f"http://127.0.0.1:{ports['palisade']}"
         client = httpx.Client(timeout=10)
+
+        def metrics():
+            text = client.get(f"http://127.0.0.1:{ports['admin']}/metrics").text
+            return dict(l.rsplit(" ", 1) for l in text.splitlines() if l.startswith("palisade_state_"))
 
         def get(route, agent):
             return client.get(f"{base}/{route}/x", headers={"x-agent-id": agent})
 
         assert get("closed", "warm").status_code == 200 and get("open", "warm").status_code == 200
         assert redis.keys("fault:rate:*"), "counters live in Redis"
+        assert metrics() == {"palisade_state_up": "1", "palisade_state_fallback_total": "0"}
 
         # Load on both routes, with Redis killed part way through.
         seen = {"closed": [], "open": []}
@@ -315,6 +322,8 @@ def test_redis_killed_mid_load_each_route_follows_its_failure_mode_and_recovers(
         assert codes == [200] * 5 + [429], codes
         ready = client.get(f"{base}/health/ready")
         assert ready.status_code == 503 and ready.json()["checks"]["state"] == "unreachable"
+        down = metrics()
+        assert down["palisade_state_up"] == "0" and int(down["palisade_state_fallback_total"]) > 10, down
         # Once per outage, however many requests met it.
         assert len(log_lines(log, "redis unreachable: fail_closed routes refuse")) == 1
         assert sum(len(v) for v in seen.values()) > 50
@@ -329,6 +338,7 @@ def test_redis_killed_mid_load_each_route_follows_its_failure_mode_and_recovers(
         assert redis.keys("fault:rate:*"), "counters are in Redis again"
         assert client.get(f"{base}/health/ready").status_code == 200
         assert len(log_lines(log, "redis reachable again")) == 1
+        assert metrics()["palisade_state_up"] == "1"
         assert pal.poll() is None
         assert "panicked" not in Path(log).read_text()
     finally:

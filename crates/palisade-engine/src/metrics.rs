@@ -69,6 +69,10 @@ struct Registry {
     trace_spans: Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>,
     alerts: Mutex<BTreeMap<(AlertCount, String), Arc<AtomicU64>>>,
     alert_outbox_depth: AtomicU64,
+    /// Whether a shared state store is configured (its gauge is shown only then).
+    state_shared: std::sync::atomic::AtomicBool,
+    state_up: std::sync::atomic::AtomicBool,
+    state_fallbacks: AtomicU64,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
@@ -204,6 +208,18 @@ pub fn alert(what: AlertCount, label: &str, n: u64) {
     if let Some(c) = counter(&REGISTRY.alerts, (what, label.to_owned())) {
         c.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// Records whether the shared state store (Redis) answers.
+pub fn state_reachable(up: bool) {
+    REGISTRY.state_shared.store(true, Ordering::Relaxed);
+    REGISTRY.state_up.store(up, Ordering::Relaxed);
+}
+
+/// Counts one state operation a `fail_open` route did on local state because the shared store
+/// was unavailable.
+pub fn state_fallback() {
+    REGISTRY.state_fallbacks.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Sets the number of deliveries waiting in the alert outbox.
@@ -370,6 +386,28 @@ pub fn render() -> String {
         "palisade_alerts_outbox_depth {}",
         r.alert_outbox_depth.load(Ordering::Relaxed)
     );
+    if r.state_shared.load(Ordering::Relaxed) {
+        let _ = writeln!(
+            out,
+            "# HELP palisade_state_up Whether the shared state store (Redis) answers."
+        );
+        let _ = writeln!(out, "# TYPE palisade_state_up gauge");
+        let _ = writeln!(
+            out,
+            "palisade_state_up {}",
+            u8::from(r.state_up.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "# HELP palisade_state_fallback_total State operations fail_open routes did on local state while the shared store was unavailable."
+        );
+        let _ = writeln!(out, "# TYPE palisade_state_fallback_total counter");
+        let _ = writeln!(
+            out,
+            "palisade_state_fallback_total {}",
+            r.state_fallbacks.load(Ordering::Relaxed)
+        );
+    }
     out
 }
 

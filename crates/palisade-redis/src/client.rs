@@ -226,6 +226,8 @@ fn connection_broke(e: &RedisError) -> bool {
 #[derive(Debug)]
 struct Breaker {
     down: AtomicBool,
+    /// Whether a success was reported to the metrics yet.
+    seen_up: AtomicBool,
     /// When the next probe may go, in ms since `epoch`.
     next_probe_ms: AtomicU64,
     retry_ms: u64,
@@ -236,6 +238,7 @@ impl Breaker {
     fn new(retry_ms: u64) -> Self {
         Breaker {
             down: AtomicBool::new(false),
+            seen_up: AtomicBool::new(false),
             next_probe_ms: AtomicU64::new(0),
             retry_ms,
             epoch: Instant::now(),
@@ -270,6 +273,7 @@ impl Breaker {
     }
 
     fn failed(&self, why: &str) {
+        palisade_engine::metrics::state_reachable(false);
         self.next_probe_ms
             .store(self.now_ms() + self.retry_ms, Ordering::Release);
         if !self.down.swap(true, Ordering::AcqRel) {
@@ -281,6 +285,9 @@ impl Breaker {
     }
 
     fn succeeded(&self) {
+        if self.down.load(Ordering::Acquire) || !self.seen_up.swap(true, Ordering::AcqRel) {
+            palisade_engine::metrics::state_reachable(true);
+        }
         if self.down.swap(false, Ordering::AcqRel) {
             tracing::info!("redis reachable again: governance state is shared again");
         }

@@ -54,8 +54,13 @@ struct Fallback<T: ?Sized> {
     local: Arc<T>,
 }
 
+/// Whether `r` sends the operation to the local store (and counts it when it does).
 fn unavailable<T>(r: &Result<T, StateError>) -> bool {
-    matches!(r, Err(StateError::Unavailable(_)))
+    let down = matches!(r, Err(StateError::Unavailable(_)));
+    if down {
+        crate::metrics::state_fallback();
+    }
+    down
 }
 
 impl RateStore for Fallback<dyn RateStore> {
