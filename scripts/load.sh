@@ -31,7 +31,9 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  for f in nginx proxy; do
+    [ -f "$work/$f.pid" ] && kill "$(cat "$work/$f.pid")" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,7 +55,6 @@ http {
   client_body_temp_path $work/body;
   proxy_temp_path $work/proxy;
   keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:$UP; keepalive 128; }
   server {
     listen 127.0.0.1:$UP;
     client_body_buffer_size 64k;
@@ -61,6 +62,22 @@ http {
     location = /v1/chat/completions { default_type text/event-stream; return 200 '$sse_body'; }
     location = /v1/json/chat/completions { default_type application/json; return 200 '$chat_body'; }
   }
+}
+NGINX
+# The reverse proxy is its own nginx process, as in a real deployment: served by the origin's
+# process, it would hand requests to the origin without a context switch, a shortcut Palisade,
+# a separate process, cannot take.
+cat > "$work/proxy.conf" <<NGINX
+worker_processes 1;
+pid $work/proxy.pid;
+error_log $work/logs/proxy-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/proxy-body;
+  proxy_temp_path $work/proxy;
+  keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$UP; keepalive 128; }
   server {
     listen 127.0.0.1:$NGX;
     location / {
@@ -73,14 +90,15 @@ http {
 }
 NGINX
 nginx -p "$work" -c "$work/nginx.conf" -e "$work/logs/error.log"
+nginx -p "$work" -c "$work/proxy.conf" -e "$work/logs/proxy-error.log"
 
 routes="routes:
   - { name: mcp, path_prefix: /mcp, upstream: 'http://127.0.0.1:$UP/mcp', protocol: mcp }
   - { name: chat, path_prefix: /v1, upstream: 'http://127.0.0.1:$UP/v1', protocol: openai }"
-printf 'listen: 127.0.0.1:%s\n%s\npolicies:\n  default: { input: [], output: [] }\n' "$P0" "$routes" > "$work/none.yaml"
+printf 'listen: 127.0.0.1:%s\n%s\nstorage: { sqlite_path: %s/p0.db }\npolicies:\n  default: { input: [], output: [] }\n' "$P0" "$routes" "$work" > "$work/none.yaml"
 # The built-in default policy, every detector and tool check included, minus its rate limit
 # (100 calls per 300 s per client and tool), which a load test from one address would trip.
-printf 'listen: 127.0.0.1:%s\n%s\ncollectors:\n  - { name: load, api_key_env: GUARD_KEY }\n' "$P1" "$routes" > "$work/default.yaml"
+printf 'listen: 127.0.0.1:%s\n%s\nstorage: { sqlite_path: %s/p1.db }\ncollectors:\n  - { name: load, api_key_env: GUARD_KEY }\n' "$P1" "$routes" "$work" > "$work/default.yaml"
 target/release/palisade config default | sed -e '/^ *rate_limits:/,+1d' -e '/100 calls per 300 seconds/d' >> "$work/default.yaml"
 export GUARD_KEY="load-test-key-$(date +%s%N)"
 PALISADE_LOG=warn target/release/palisade serve --config "$work/none.yaml" 2>"$work/p0.log" & pids+=($!); pid0=$!

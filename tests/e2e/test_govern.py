@@ -220,16 +220,18 @@ def test_rate_limit_per_ip_per_tool(gov):
         with pytest.raises(McpError) as err:
             await s.call_tool("echo", {"text": "one too many"})
         assert err.value.error.code == -32029
-        assert err.value.error.data["retry_after_seconds"] == 3
+        # GCRA: 300 s / 100 = 3 s between calls once the burst is spent, less the time the 100
+        # calls took (a second or two on a loaded machine), rounded up.
+        assert 1 <= err.value.error.data["retry_after_seconds"] <= 3
         # Another tool has its own counter.
         assert "Customer 7" in (await s.call_tool("lookup_customer", {"customer_id": "7"})).content[0].text
 
     mcp_session(f"{gov.base}/limited", body)
-    # The refusal is Palisade's own: the HTTP answer carries Retry-After (GCRA: 300 s / 100 = 3 s).
+    # The refusal is Palisade's own: the HTTP answer carries Retry-After (at most 3 s, as above).
     r = httpx.post(f"{gov.base}/limited", json={"jsonrpc": "2.0", "id": 5, "method": "tools/call",
                                                 "params": {"name": "echo", "arguments": {"text": "x"}}},
                    headers={"accept": "application/json"})
-    assert r.headers["retry-after"] == "3"
+    assert r.headers["retry-after"] in ("1", "2", "3")
     assert r.json()["error"]["code"] == -32029
     assert r.headers["x-palisade-decision"] == "deny"
 

@@ -454,7 +454,7 @@ fn specs() -> Vec<Spec> {
         "aws_access_key_id", ["AKIA", "ASIA", "ABIA", "ACCA", "A3T"], r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}", 4, AN, Critical .entropy(2.8);
         "aws_bedrock_api_key", ["ABSK"], r"ABSK[A-Za-z0-9+/]{109,269}={0,2}", 4, B64, Critical .check(Check::Bedrock) .window(280);
         "aws_bedrock_api_key", ["bedrock-api-key-"], r"bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t[A-Za-z0-9+/=%&_-]{0,2000}", 16, B64 | US | DA, Critical .window(2100);
-        "google_api_key", ["AIza"], r"AIza[A-Za-z0-9_-]{35}", 4, WD, Critical .conf(0.85) .entropy(3.0);
+        "google_api_key", ["AIzaSy"], r"AIzaSy[A-Za-z0-9_-]{33}", 6, WD, Critical .conf(0.85) .entropy(3.0);
         "google_oauth_client_secret", ["GOCSPX-"], r"GOCSPX-[A-Za-z0-9_-]{28}", 7, WD, Critical;
         "google_oauth_token", ["ya29."], r"ya29\.[A-Za-z0-9_-]{30,1024}", 5, WD, High .window(1100);
         "azure_storage_key", ["AccountKey=", "SharedAccessKey="], r"(?:AccountKey=[A-Za-z0-9+/]{86}==|SharedAccessKey=[A-Za-z0-9+/]{42,43}=)", 11, B64, Critical .span(SpanMode::AfterEq) .entropy(3.5);
