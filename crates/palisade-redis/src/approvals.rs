@@ -11,7 +11,8 @@
 //! changed the approval in between, so two replicas can never both use one `call` grant or both
 //! decide one approval. A waiter subscribes before it reads, wakes on the channel, and also
 //! re-reads twice a second, so a message lost while the pub/sub connection was down costs at
-//! most that.
+//! most that. While Redis is unreachable a waiter keeps waiting (until the caller's timer), so a
+//! held call is denied for want of a decision rather than let through.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -438,7 +439,6 @@ impl ApprovalStore for RedisApprovals {
             // Subscribe before the first read, so a decision between the two is not missed.
             let _release = Release(&self.waiters, &id);
             let mut woken = self.waiters.subscribe(&id);
-            let mut first = true;
             loop {
                 match self.load(&id).await {
                     Ok(Some((_, a))) => {
@@ -448,12 +448,10 @@ impl ApprovalStore for RedisApprovals {
                         }
                     }
                     Ok(None) => return Err(StateError::NotFound(format!("approval `{id}`"))),
-                    // Not knowing whether it exists at all is the caller's failure to handle;
-                    // later blips are waited out (the caller's timer bounds the wait).
-                    Err(e) if first => return Err(e),
+                    // An outage is waited out: the caller's timer bounds the wait, and a held
+                    // call that nobody could approve ends denied, never let through.
                     Err(_) => {}
                 }
-                first = false;
                 tokio::select! {
                     r = woken.changed() => {
                         if r.is_err() {

@@ -496,6 +496,14 @@ async fn an_unreachable_redis_refuses_fail_closed_and_degrades_fail_open_to_loca
         ),
         "{d:?}"
     );
+    // A waiter does not give up (nor let the call through) because Redis is down: it waits
+    // until the caller's timer ends it.
+    let waited = tokio::time::timeout(
+        Duration::from_millis(1_200),
+        g.stores().approvals.wait("apr_1"),
+    )
+    .await;
+    assert!(waited.is_err(), "{waited:?}");
     let ping = probe.map(|p| async move { p.ping().await });
     match ping {
         Some(f) => assert!(matches!(f.await, Err(StateError::Unavailable(_)))),
