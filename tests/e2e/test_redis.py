@@ -87,10 +87,15 @@ admin:
     - {{ name: alice, sha256: {sha(APPROVER)}, role: approver }}
     - {{ name: root, sha256: {sha(ADMIN)}, role: admin }}
 routes:
-  - {{ name: limited, path_prefix: /limited, upstream: 'http://127.0.0.1:{mcp}/mcp', protocol: mcp }}
+  - {{ name: limited, path_prefix: /limited, upstream: 'http://127.0.0.1:{mcp}/mcp', protocol: mcp, policy: limited }}
   - {{ name: pinned, path_prefix: /pinned, upstream: 'http://127.0.0.1:{mcp}/mcp', protocol: mcp, policy: pinned }}
   - {{ name: held, path_prefix: /held, upstream: '{llm}', protocol: http, policy: held }}
 policies:
+  # 100 per hour per client IP and tool: GCRA frees one more call every 36 s, so however slowly
+  # a loaded machine runs the 150 calls, exactly 100 pass.
+  limited:
+    rate_limits:
+      - {{ key: [client_ip, tool], max_requests: 100, period_seconds: 3600 }}
   pinned:
     tools: {{ pin: true, on_change: quarantine }}
   held:
