@@ -53,6 +53,8 @@ pub struct State {
     pub records: Option<Arc<palisade_store::Writer>>,
     /// The alerts, shared by every worker (disabled when none are configured).
     pub alerts: Arc<palisade_alerts::Alerts>,
+    /// The Kafka publisher, shared by every worker; `None` when no stream is configured.
+    pub kafka: Option<Arc<palisade_kafka::Publisher>>,
 }
 
 /// Why the gateway could not start.
@@ -76,6 +78,9 @@ pub enum StartError {
     /// The alerts could not start.
     #[error("{0}")]
     Alerts(String),
+    /// The Kafka publisher could not start.
+    #[error(transparent)]
+    Kafka(#[from] palisade_kafka::StartError),
 }
 
 impl State {
@@ -85,6 +90,7 @@ impl State {
         let alerts = alerts::open(&config)?;
         let governance = Arc::new(alerts::governance(&config, alerts.emitter())?);
         let records = records::open(&config.storage).map_err(StartError::Store)?;
+        let kafka = records::kafka(&config)?;
         Self::with_parts(
             config,
             inspector,
@@ -92,6 +98,7 @@ impl State {
             Arc::default(),
             records,
             alerts,
+            kafka,
         )
     }
 
@@ -104,6 +111,7 @@ impl State {
         sse_sessions: Arc<sse_sessions::SseSessions>,
         records: Option<Arc<palisade_store::Writer>>,
         alerts: Arc<palisade_alerts::Alerts>,
+        kafka: Option<Arc<palisade_kafka::Publisher>>,
     ) -> Result<Self, StartError> {
         let client = upstream::client(&config)?;
         let collectors = guard::Collectors::from_config(&config).map_err(StartError::Collectors)?;
@@ -116,6 +124,7 @@ impl State {
             governance,
             records,
             alerts,
+            kafka,
         })
     }
 }
@@ -133,6 +142,7 @@ pub struct Server {
     governance: Arc<Governance>,
     records: Option<Arc<palisade_store::Writer>>,
     alerts: Arc<palisade_alerts::Alerts>,
+    kafka: Option<Arc<palisade_kafka::Publisher>>,
 }
 
 impl Server {
@@ -142,6 +152,7 @@ impl Server {
         let alerts = alerts::open(&config)?;
         let governance = Arc::new(alerts::governance(&config, alerts.emitter())?);
         let records = records::open(&config.storage).map_err(StartError::Store)?;
+        let kafka = records::kafka(&config).map_err(StartError::from)?;
         let wanted: SocketAddr = config
             .listen
             .parse()
@@ -158,6 +169,7 @@ impl Server {
             let governance = governance.clone();
             let records = records.clone();
             let alerts = alerts.clone();
+            let kafka = kafka.clone();
             let mut stop_rx = stop_rx.clone();
             let bind_to = addr;
             let handle = std::thread::Builder::new()
@@ -192,6 +204,7 @@ impl Server {
                             sse_sessions,
                             records,
                             alerts,
+                            kafka,
                         ) {
                             Ok(s) => Arc::new(s),
                             Err(e) => {
@@ -233,6 +246,7 @@ impl Server {
             governance,
             records,
             alerts,
+            kafka,
         })
     }
 
@@ -252,13 +266,17 @@ impl Server {
     }
 
     /// Stops accepting, lets open connections finish, and waits for the workers; then stops
-    /// the alert thread (what it has not delivered waits in its outbox for the next start).
+    /// the alert thread (what it has not delivered waits in its outbox for the next start) and
+    /// gives the Kafka publisher up to its `timeout_ms` to flush.
     pub fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.threads {
             let _ = t.join();
         }
         self.alerts.shutdown();
+        if let Some(k) = &self.kafka {
+            k.shutdown();
+        }
     }
 }
 
