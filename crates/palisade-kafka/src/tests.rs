@@ -54,7 +54,7 @@ fn an_event_is_one_message_and_each_finding_another_when_asked() {
     let e = event(2);
     let only = encode(&e, &topic, None);
     assert_eq!(only.len(), 1);
-    let back: Event = serde_json::from_slice(&only[0].value).unwrap();
+    let back: Event = serde_json::from_slice(&only[0].value).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back, e);
     assert_eq!(only[0].key, b"req-1");
     assert_eq!(only[0].record().headers[TYPE_HEADER], b"event");
@@ -64,7 +64,8 @@ fn an_event_is_one_message_and_each_finding_another_when_asked() {
     assert!(all[1..]
         .iter()
         .all(|m| &*m.topic == "fi" && m.kind == "finding"));
-    let f: serde_json::Value = serde_json::from_slice(&all[2].value).unwrap();
+    let f: serde_json::Value =
+        serde_json::from_slice(&all[2].value).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(f["request_id"], "req-1");
     assert_eq!(f["kind"], "kind1");
     assert_eq!(f["detector"], "secrets");
@@ -102,9 +103,8 @@ fn counter(text: &str, series: &str) -> u64 {
 fn a_full_buffer_drops_and_counts_and_shutdown_is_bounded() {
     // A port nothing listens on: bind, note it, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"))
         .port();
     let mut config = KafkaConfig::new(vec![format!("127.0.0.1:{port}")]);
     config.topic = "kafka-unit-test".into();
@@ -115,7 +115,7 @@ fn a_full_buffer_drops_and_counts_and_shutdown_is_bounded() {
     config.retry_initial_ms = 20;
     config.retry_max_ms = 50;
     let before = metrics::render();
-    let p = Publisher::start(&config).unwrap();
+    let p = Publisher::start(&config).unwrap_or_else(|e| panic!("{e}"));
     let started = std::time::Instant::now();
     for _ in 0..100 {
         p.publish(&event(0));
