@@ -259,6 +259,8 @@ enum AttemptError {
     NoTopic(Arc<str>),
     #[error("not connected")]
     NotConnected,
+    #[error("not tried: an earlier request to its partition failed")]
+    NotTried,
     #[error(transparent)]
     Kafka(#[from] rskafka::client::error::Error),
 }
@@ -417,19 +419,59 @@ impl Sink {
                 groups.entry((m.topic.clone(), p)).or_default().push(m);
             }
         }
+        // Partitions are sent to concurrently, each partition's chunks one after the other so
+        // that their order holds.
         let mut left = Vec::new();
         let mut broken = false;
+        let mut sends = tokio::task::JoinSet::new();
         for ((topic, partition), group) in groups {
-            if broken {
-                left.extend(group);
-                continue;
-            }
-            for chunk in chunks(group, self.config.max_message_bytes) {
-                if broken {
-                    left.extend(chunk);
+            let pc = match self.partition_client(&topic, partition).await {
+                Ok(pc) => pc,
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %topic, partition, "kafka: no leader for a partition");
+                    broken = true;
+                    left.extend(group);
                     continue;
                 }
-                match self.produce(&topic, partition, &chunk).await {
+            };
+            let chunks = chunks(group, self.config.max_message_bytes);
+            let timeout = self.timeout();
+            let ms = self.config.timeout_ms;
+            sends.spawn(async move {
+                let mut outcomes = Vec::with_capacity(chunks.len());
+                let mut failed = false;
+                for chunk in chunks {
+                    if failed {
+                        outcomes.push((chunk, Err(AttemptError::NotTried)));
+                        continue;
+                    }
+                    let records = chunk.iter().map(Message::record).collect();
+                    let r = match tokio::time::timeout(
+                        timeout,
+                        pc.produce(records, Compression::NoCompression),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(AttemptError::Kafka(e)),
+                        Err(_) => Err(AttemptError::Timeout(ms)),
+                    };
+                    failed = matches!(&r, Err(AttemptError::Kafka(e)) if !rejected(e))
+                        || matches!(r, Err(AttemptError::Timeout(_)));
+                    outcomes.push((chunk, r));
+                }
+                (topic, partition, outcomes)
+            });
+        }
+        while let Some(joined) = sends.join_next().await {
+            let Ok((topic, partition, outcomes)) = joined else {
+                // A send task cannot panic short of a bug; its messages are then lost, not hung.
+                tracing::error!("kafka: a send task failed");
+                broken = true;
+                continue;
+            };
+            for (chunk, r) in outcomes {
+                match r {
                     Ok(()) => {
                         metrics::kafka(KafkaCount::Published, &topic, chunk.len() as u64);
                     }
@@ -437,6 +479,7 @@ impl Sink {
                         tracing::error!(error = %e, topic = %topic, messages = chunk.len(), "kafka: the brokers rejected messages, dropped");
                         metrics::kafka(KafkaCount::Dropped, "rejected", chunk.len() as u64);
                     }
+                    Err(AttemptError::NotTried) => left.extend(chunk),
                     Err(e) => {
                         tracing::warn!(error = %e, topic = %topic, partition, "kafka: produce failed");
                         // Start afresh next time: metadata, leaders and connections.
@@ -490,41 +533,31 @@ impl Sink {
         }
     }
 
-    async fn produce(
+    /// The client for a topic partition, made on first use and kept with the connection.
+    async fn partition_client(
         &mut self,
         topic: &Arc<str>,
         partition: i32,
-        chunk: &[Message],
-    ) -> Result<(), AttemptError> {
+    ) -> Result<Arc<PartitionClient>, AttemptError> {
         let timeout = self.timeout();
         let ms = self.config.timeout_ms;
         let Some(conn) = self.conn.as_mut() else {
             return Err(AttemptError::NotConnected);
         };
         let key = (topic.clone(), partition);
-        let pc = match conn.producers.get(&key) {
-            Some(pc) => pc.clone(),
-            None => {
-                let pc = tokio::time::timeout(
-                    timeout,
-                    conn.client.partition_client(
-                        topic.to_string(),
-                        partition,
-                        UnknownTopicHandling::Error,
-                    ),
-                )
-                .await
-                .map_err(|_| AttemptError::Timeout(ms))??;
-                let pc = Arc::new(pc);
-                conn.producers.insert(key, pc.clone());
-                pc
-            }
-        };
-        let records = chunk.iter().map(Message::record).collect();
-        tokio::time::timeout(timeout, pc.produce(records, Compression::NoCompression))
-            .await
-            .map_err(|_| AttemptError::Timeout(ms))??;
-        Ok(())
+        if let Some(pc) = conn.producers.get(&key) {
+            return Ok(pc.clone());
+        }
+        let pc = tokio::time::timeout(
+            timeout,
+            conn.client
+                .partition_client(topic.to_string(), partition, UnknownTopicHandling::Error),
+        )
+        .await
+        .map_err(|_| AttemptError::Timeout(ms))??;
+        let pc = Arc::new(pc);
+        conn.producers.insert(key, pc.clone());
+        Ok(pc)
     }
 }
 
