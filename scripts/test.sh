@@ -32,7 +32,18 @@ install_deps() {
   if ! command -v redis-server >/dev/null; then
     apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
   fi
+  # tansu, a Kafka-protocol broker (Apache Kafka and Redpanda do not install here), for the event
+  # stream's test. `dynostore` is the one storage feature needed (it holds `memory://`); without
+  # it the broker refuses to start. Built once into a cache (about 25 min on 2 busy cores).
+  if [ ! -x "$TANSU_BIN" ]; then
+    say "building tansu 0.6.0 into $tansu_root (once)"
+    cargo install tansu --locked --version 0.6.0 --features dynostore --root "$tansu_root"
+  fi
 }
+
+# TANSU_BIN may name an existing build; by default it is built into the tool cache.
+tansu_root=${TANSU_ROOT:-$root/target/tools/tansu}
+export TANSU_BIN=${TANSU_BIN:-$tansu_root/bin/tansu}
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || { say "installing test dependencies"; install_deps; }
 

@@ -16,6 +16,11 @@
 //! | `palisade_alerts_throttled_total` | `sink` | alerts held back by throttling, to be summarised |
 //! | `palisade_alerts_dropped_total` | `reason` | alerts or signals lost: `queue_full`, `outbox_full`, `outbox_error`, `sink_removed`, `stopped` |
 //! | `palisade_alerts_outbox_depth` | | deliveries waiting in the outbox (gauge) |
+//! | `palisade_kafka_published_total` | `topic` | messages the brokers acknowledged |
+//! | `palisade_kafka_failed_total` | `topic` | messages in produce attempts that failed; each is retried |
+//! | `palisade_kafka_retried_total` | `topic` | messages sent again after a failed attempt |
+//! | `palisade_kafka_dropped_total` | `reason` | messages lost: `buffer_full`, `too_large`, `rejected`, `shutdown` |
+//! | `palisade_kafka_buffered_events` | | events waiting to be published (gauge) |
 //!
 //! Label sets are small and fixed by the configuration (routes, collectors, detectors), so each
 //! series is a handful of atomics found through one short lock per request; scraping copies them.
@@ -73,6 +78,8 @@ struct Registry {
     state_shared: std::sync::atomic::AtomicBool,
     state_up: std::sync::atomic::AtomicBool,
     state_fallbacks: AtomicU64,
+    kafka: Mutex<BTreeMap<(KafkaCount, String), Arc<AtomicU64>>>,
+    kafka_buffered: AtomicU64,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
@@ -227,6 +234,97 @@ pub fn alert_outbox_depth(depth: u64) {
     REGISTRY.alert_outbox_depth.store(depth, Ordering::Relaxed);
 }
 
+/// What happened to a Kafka message, for `palisade_kafka_<what>_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KafkaCount {
+    /// The brokers acknowledged it (label: the topic).
+    Published,
+    /// A produce attempt carrying it failed; it will be retried (label: the topic).
+    Failed,
+    /// It was sent again after a failed attempt (label: the topic).
+    Retried,
+    /// It was lost (label: the reason).
+    Dropped,
+}
+
+impl KafkaCount {
+    const ALL: [KafkaCount; 4] = [
+        KafkaCount::Published,
+        KafkaCount::Failed,
+        KafkaCount::Retried,
+        KafkaCount::Dropped,
+    ];
+
+    fn parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            KafkaCount::Published => (
+                "published",
+                "topic",
+                "Messages the Kafka brokers acknowledged.",
+            ),
+            KafkaCount::Failed => (
+                "failed",
+                "topic",
+                "Messages in Kafka produce attempts that failed; each is retried.",
+            ),
+            KafkaCount::Retried => (
+                "retried",
+                "topic",
+                "Messages sent to Kafka again after a failed attempt.",
+            ),
+            KafkaCount::Dropped => (
+                "dropped",
+                "reason",
+                "Messages meant for Kafka that were lost, by reason.",
+            ),
+        }
+    }
+}
+
+/// Counts `n` Kafka messages that went `what` way; `label` is the topic or the reason.
+pub fn kafka(what: KafkaCount, label: &str, n: u64) {
+    if n == 0 {
+        return;
+    }
+    if let Some(c) = counter(&REGISTRY.kafka, (what, label.to_owned())) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Sets the number of events waiting to be published to Kafka.
+pub fn kafka_buffered(events: u64) {
+    REGISTRY.kafka_buffered.store(events, Ordering::Relaxed);
+}
+
+/// Writes one family of labelled counters kept under `(kind, label)` keys.
+fn labelled<K: Ord + Copy>(
+    out: &mut String,
+    map: &Mutex<BTreeMap<(K, String), Arc<AtomicU64>>>,
+    kinds: &[K],
+    prefix: &str,
+    parts: impl Fn(K) -> (&'static str, &'static str, &'static str),
+) {
+    let Ok(m) = map.lock() else {
+        return;
+    };
+    for &what in kinds {
+        let (name, label, help) = parts(what);
+        let _ = writeln!(out, "# HELP {prefix}_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE {prefix}_{name}_total counter");
+        for ((_, value), c) in m
+            .range((what, String::new())..)
+            .take_while(|((w, _), _)| *w == what)
+        {
+            let _ = writeln!(
+                out,
+                "{prefix}_{name}_total{{{label}=\"{}\"}} {}",
+                escape(value),
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -358,24 +456,13 @@ pub fn render() -> String {
             );
         }
     }
-    if let Ok(m) = r.alerts.lock() {
-        for what in AlertCount::ALL {
-            let (name, label, help) = what.parts();
-            let _ = writeln!(out, "# HELP palisade_alerts_{name}_total {help}");
-            let _ = writeln!(out, "# TYPE palisade_alerts_{name}_total counter");
-            for ((_, value), c) in m
-                .range((what, String::new())..)
-                .take_while(|((w, _), _)| *w == what)
-            {
-                let _ = writeln!(
-                    out,
-                    "palisade_alerts_{name}_total{{{label}=\"{}\"}} {}",
-                    escape(value),
-                    c.load(Ordering::Relaxed)
-                );
-            }
-        }
-    }
+    labelled(
+        &mut out,
+        &r.alerts,
+        &AlertCount::ALL,
+        "palisade_alerts",
+        AlertCount::parts,
+    );
     let _ = writeln!(
         out,
         "# HELP palisade_alerts_outbox_depth Alert deliveries waiting in the outbox."
@@ -408,6 +495,23 @@ pub fn render() -> String {
             r.state_fallbacks.load(Ordering::Relaxed)
         );
     }
+    labelled(
+        &mut out,
+        &r.kafka,
+        &KafkaCount::ALL,
+        "palisade_kafka",
+        KafkaCount::parts,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP palisade_kafka_buffered_events Events waiting to be published to Kafka."
+    );
+    let _ = writeln!(out, "# TYPE palisade_kafka_buffered_events gauge");
+    let _ = writeln!(
+        out,
+        "palisade_kafka_buffered_events {}",
+        r.kafka_buffered.load(Ordering::Relaxed)
+    );
     out
 }
 
@@ -455,5 +559,19 @@ mod tests {
         assert!(text.contains("# TYPE palisade_alerts_retried_total counter"));
         assert!(text.contains("palisade_alerts_outbox_depth 7"));
         assert!(!text.contains("palisade_alerts_failed_total{sink=\"metrics-test-sink\"}"));
+    }
+
+    #[test]
+    fn kafka_counters_render_by_kind_and_label() {
+        kafka(KafkaCount::Published, "metrics-test-topic", 3);
+        kafka(KafkaCount::Dropped, "buffer_full", 2);
+        kafka(KafkaCount::Failed, "metrics-test-topic", 0);
+        kafka_buffered(5);
+        let text = render();
+        assert!(text.contains("palisade_kafka_published_total{topic=\"metrics-test-topic\"} 3"));
+        assert!(text.contains("palisade_kafka_dropped_total{reason=\"buffer_full\"}"));
+        assert!(text.contains("# TYPE palisade_kafka_retried_total counter"));
+        assert!(!text.contains("palisade_kafka_failed_total{topic=\"metrics-test-topic\"}"));
+        assert!(text.contains("palisade_kafka_buffered_events 5"));
     }
 }

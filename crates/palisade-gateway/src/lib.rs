@@ -54,6 +54,8 @@ pub struct State {
     pub records: Option<Arc<palisade_store::Writer>>,
     /// The alerts, shared by every worker (disabled when none are configured).
     pub alerts: Arc<palisade_alerts::Alerts>,
+    /// The Kafka publisher, shared by every worker; `None` when no stream is configured.
+    pub kafka: Option<Arc<palisade_kafka::Publisher>>,
 }
 
 /// Why the gateway could not start.
@@ -80,6 +82,9 @@ pub enum StartError {
     /// The alerts could not start.
     #[error("{0}")]
     Alerts(String),
+    /// The Kafka publisher could not start.
+    #[error(transparent)]
+    Kafka(#[from] palisade_kafka::StartError),
 }
 
 impl State {
@@ -89,6 +94,7 @@ impl State {
         let alerts = alerts::open(&config)?;
         let governance = Arc::new(alerts::governance(&config, alerts.emitter())?);
         let records = records::open(&config.storage).map_err(StartError::Store)?;
+        let kafka = records::kafka(&config)?;
         Self::with_parts(
             config,
             inspector,
@@ -96,6 +102,7 @@ impl State {
             Arc::default(),
             records,
             alerts,
+            kafka,
         )
     }
 
@@ -108,6 +115,7 @@ impl State {
         sse_sessions: Arc<sse_sessions::SseSessions>,
         records: Option<Arc<palisade_store::Writer>>,
         alerts: Arc<palisade_alerts::Alerts>,
+        kafka: Option<Arc<palisade_kafka::Publisher>>,
     ) -> Result<Self, StartError> {
         let client = upstream::client(&config)?;
         let collectors = guard::Collectors::from_config(&config).map_err(StartError::Collectors)?;
@@ -120,6 +128,7 @@ impl State {
             governance,
             records,
             alerts,
+            kafka,
         })
     }
 }
@@ -137,6 +146,7 @@ pub struct Server {
     governance: Arc<Governance>,
     records: Option<Arc<palisade_store::Writer>>,
     alerts: Arc<palisade_alerts::Alerts>,
+    kafka: Option<Arc<palisade_kafka::Publisher>>,
 }
 
 impl Server {
@@ -146,6 +156,7 @@ impl Server {
         let alerts = alerts::open(&config)?;
         let governance = Arc::new(alerts::governance(&config, alerts.emitter())?);
         let records = records::open(&config.storage).map_err(StartError::Store)?;
+        let kafka = records::kafka(&config).map_err(StartError::from)?;
         let wanted: SocketAddr = config
             .listen
             .parse()
@@ -162,6 +173,7 @@ impl Server {
             let governance = governance.clone();
             let records = records.clone();
             let alerts = alerts.clone();
+            let kafka = kafka.clone();
             let mut stop_rx = stop_rx.clone();
             let bind_to = addr;
             let handle = std::thread::Builder::new()
@@ -196,6 +208,7 @@ impl Server {
                             sse_sessions,
                             records,
                             alerts,
+                            kafka,
                         ) {
                             Ok(s) => Arc::new(s),
                             Err(e) => {
@@ -237,6 +250,7 @@ impl Server {
             governance,
             records,
             alerts,
+            kafka,
         })
     }
 
@@ -256,13 +270,17 @@ impl Server {
     }
 
     /// Stops accepting, lets open connections finish, and waits for the workers; then stops
-    /// the alert thread (what it has not delivered waits in its outbox for the next start).
+    /// the alert thread (what it has not delivered waits in its outbox for the next start) and
+    /// gives the Kafka publisher up to its `timeout_ms` to flush.
     pub fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.threads {
             let _ = t.join();
         }
         self.alerts.shutdown();
+        if let Some(k) = &self.kafka {
+            k.shutdown();
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Recording exchanges: each request carries a [`Slot`] that the steps fill (findings, risk, MCP
 //! method, tool); when the answer is ready, [`finish`] turns it into one event for the store's
-//! writer and the alerts ([`emit`]). Neither waits: a full queue drops the event and counts it.
+//! writer, the alerts and the Kafka stream ([`emit`]). None waits: a full queue drops the event
+//! and counts it.
 
 use std::sync::{Arc, Mutex};
 
@@ -123,18 +124,21 @@ pub struct Facts<'a> {
     pub latency_ms: f64,
 }
 
-/// Hands an event to the alerts (which look at it only when a rule could care) and to the
-/// store's writer; neither waits.
+/// Hands an event to the alerts (which look at it only when a rule could care), to the Kafka
+/// stream and to the store's writer; none waits.
 pub fn emit(state: &crate::State, event: Event) {
     state.alerts.emitter().exchange(&event);
+    if let Some(kafka) = state.kafka.as_deref() {
+        kafka.publish(&event);
+    }
     if let Some(writer) = state.records.as_deref() {
         writer.record(event);
     }
 }
 
-/// Whether anything takes events: the store or the alerts.
+/// Whether anything takes events: the store, the alerts or the Kafka stream.
 pub fn wanted(state: &crate::State) -> bool {
-    state.records.is_some() || state.alerts.emitter().enabled()
+    state.records.is_some() || state.alerts.emitter().enabled() || state.kafka.is_some()
 }
 
 /// Queues the record of an exchange.
@@ -212,4 +216,14 @@ pub fn open(
     let writer = Writer::start(Arc::new(store), config.queue_events, config.retention_days)
         .map_err(|e| format!("cannot start the store writer: {e}"))?;
     Ok(Some(Arc::new(writer)))
+}
+
+/// Starts the Kafka publisher when `events.kafka` is configured.
+pub fn kafka(
+    config: &palisade_policy::config::Config,
+) -> Result<Option<Arc<palisade_kafka::Publisher>>, palisade_kafka::StartError> {
+    let Some(k) = &config.events.kafka else {
+        return Ok(None);
+    };
+    palisade_kafka::Publisher::start(k).map(|p| Some(Arc::new(p)))
 }

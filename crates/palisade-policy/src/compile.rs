@@ -457,6 +457,7 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
     }
     crate::govern::check(config)?;
     crate::alerts::check(&config.alerts)?;
+    crate::events::check(&config.events)?;
     if !config.policies.contains_key(&config.proxy.policy) {
         return Err((
             "proxy.policy".into(),

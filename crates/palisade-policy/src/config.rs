@@ -67,6 +67,9 @@ pub struct Config {
     /// bursts.
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    /// Event streams for data pipelines: every event and finding published to Kafka.
+    #[serde(default)]
+    pub events: crate::events::EventsConfig,
 }
 
 /// OpenTelemetry traces. Each exchange and guard call is a server span, joined to the caller's
@@ -328,6 +331,7 @@ impl Default for Config {
             client_ip: ClientIpConfig::default(),
             traces: TracesConfig::default(),
             alerts: crate::alerts::AlertsConfig::default(),
+            events: crate::events::EventsConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod authz;
 pub mod compile;
 pub mod config;
+pub mod events;
 pub mod govern;
 pub mod load;
 pub mod schema;
