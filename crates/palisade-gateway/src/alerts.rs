@@ -81,9 +81,22 @@ pub fn open(config: &Config) -> Result<Arc<Alerts>, crate::StartError> {
     Ok(Arc::new(started))
 }
 
-/// Governance over in-memory stores, its audit log watched by the alerts.
-pub fn governance(config: &Config, alerts: &Emitter) -> Result<Governance, crate::StartError> {
+/// Governance over in-memory stores, its audit log watched by the alerts; with `records` and
+/// `storage.governance`, pins, approvals and the audit log are kept in the records' store too
+/// (see [`crate::durable`]).
+pub fn governance(
+    config: &Config,
+    alerts: &Emitter,
+    records: Option<&Arc<palisade_store::Writer>>,
+) -> Result<Governance, crate::StartError> {
     let mut stores = Stores::memory(config.state.memory.max_keys);
+    if let Some(w) = records.filter(|_| config.storage.governance) {
+        let store = w.store();
+        let persister = crate::durable::persister(store).map_err(crate::StartError::Store)?;
+        crate::durable::pins_and_approvals(&mut stores, store, &persister)
+            .map_err(crate::StartError::Store)?;
+        crate::durable::audit(&mut stores, store, &persister).map_err(crate::StartError::Store)?;
+    }
     stores.audit = alerts.watch_audit(stores.audit);
     Governance::new(config, stores).map_err(crate::StartError::Governance)
 }

@@ -140,7 +140,12 @@ async fn exchange_and_log(
         // store answers. Governance state is in this process's memory.
         let store = match &state.records {
             None => "off",
-            Some(w) => match w.store().ping() {
+            Some(w) => match {
+                let store = w.store().clone();
+                tokio::task::spawn_blocking(move || store.ping())
+                    .await
+                    .unwrap_or(Err(palisade_store::StoreError::Poisoned))
+            } {
                 Ok(()) => "ok",
                 Err(e) => {
                     tracing::warn!(error = %e, "readiness: the store does not answer");
