@@ -27,6 +27,10 @@ install_deps() {
   if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk nginx >/dev/null
   fi
+  # PostgreSQL for the store's tests: scripts/pg.sh starts a throwaway cluster from it.
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  fi
 }
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || { say "installing test dependencies"; install_deps; }
@@ -39,6 +43,16 @@ cargo fmt --all -- --check
 
 say "lint"
 cargo clippy --workspace --all-targets --release -- -D warnings
+
+say "a throwaway PostgreSQL for the store tests"
+pg_dir=$(mktemp -d /tmp/palisade-pg-XXXXXX)
+trap '"$root/scripts/pg.sh" destroy "$pg_dir" || true' EXIT
+if PALISADE_TEST_POSTGRES_URL=$("$root/scripts/pg.sh" start "$pg_dir"); then
+  export PALISADE_TEST_POSTGRES_URL
+else
+  echo "PostgreSQL could not start: its store tests are skipped" >&2
+  if [ "${CI:-}" = true ]; then exit 1; fi
+fi
 
 say "unit, data-driven, property, golden and CLI tests"
 cargo test --workspace --release
