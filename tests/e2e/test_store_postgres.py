@@ -165,7 +165,7 @@ def test_events_pins_and_audit_live_in_postgres_and_survive_a_restart(pg, stack)
     for i in range(20):
         r = call(stack.base, i)
         assert r.status_code == 200, r.text
-        ids.append(r.headers["x-request-id"])
+        ids.append(r.headers["x-palisade-request-id"])
     r = httpx.post(f"{stack.base}/list", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                    headers={"accept": "application/json, text/event-stream"}, timeout=5)
     assert r.status_code == 200, r.text
@@ -238,7 +238,7 @@ def test_postgres_stopped_mid_load_does_not_slow_the_proxy_and_writing_resumes(p
                        secs=30)
     assert final["failed"] == 0, final
     r = call(stack.base, 99999)
-    rid = r.headers["x-request-id"]
+    rid = r.headers["x-palisade-request-id"]
     wait_until("a new event after the outage",
                lambda: stack.adm("GET", f"/admin/events/{rid}").status_code == 200)
     stored = int(psql(pg[0], f"SELECT COUNT(*) FROM {stack.schema}.events"))

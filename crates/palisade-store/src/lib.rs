@@ -383,6 +383,8 @@ type EndpointRow = (
 type ToolRow = (Option<String>, String, i64, i64, i64, i64);
 /// One model row: route, model, calls, last seen.
 type ModelRow = (Option<String>, String, i64, i64);
+/// The inventory's rows: endpoints, tools, models.
+type InventoryRows = (Vec<EndpointRow>, Vec<ToolRow>, Vec<ModelRow>);
 
 /// The inventory document from its rows.
 fn inventory_json(

@@ -19,7 +19,7 @@ use postgres::{Client, NoTls, Row};
 
 use crate::{
     events_filter, inventory_sql, page, page_size, reasons_json, ApprovalRecord, Arg, AuditRecord,
-    EndpointRow, Event, FindingRecord, ModelRow, Page, Query, StoreError, ToolRow, EVENT_COLUMNS,
+    Event, FindingRecord, InventoryRows, Page, Query, StoreError, EVENT_COLUMNS,
 };
 
 /// The advisory lock key migrations hold (`palisade` in ASCII, as a number).
@@ -420,9 +420,7 @@ impl Postgres {
         self.read.run(|c| c.simple_query("SELECT 1").map(|_| ()))
     }
 
-    pub(crate) fn inventory_rows(
-        &self,
-    ) -> Result<(Vec<EndpointRow>, Vec<ToolRow>, Vec<ModelRow>), StoreError> {
+    pub(crate) fn inventory_rows(&self) -> Result<InventoryRows, StoreError> {
         let [endpoints, tools, models] = inventory_sql(agg);
         self.read.run(move |c| {
             let endpoints = c

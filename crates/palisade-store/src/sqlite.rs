@@ -12,7 +12,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 
 use crate::{
     events_filter, inventory_sql, page, page_size, reasons_json, ApprovalRecord, Arg, AuditRecord,
-    EndpointRow, Event, FindingRecord, ModelRow, Page, Query, StoreError, ToolRow, EVENT_COLUMNS,
+    Event, FindingRecord, InventoryRows, Page, Query, StoreError, EVENT_COLUMNS,
 };
 
 /// The schema, one migration a step. Never edit a released step; add one.
@@ -359,9 +359,7 @@ impl Sqlite {
         Ok(())
     }
 
-    pub(crate) fn inventory_rows(
-        &self,
-    ) -> Result<(Vec<EndpointRow>, Vec<ToolRow>, Vec<ModelRow>), StoreError> {
+    pub(crate) fn inventory_rows(&self) -> Result<InventoryRows, StoreError> {
         let [endpoints, tools, models] = inventory_sql(agg);
         let conn = self.reader()?;
         let endpoints = conn
