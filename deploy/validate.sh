@@ -89,6 +89,9 @@ fi
 if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
   (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || true
 fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) || true
+fi
 # Runs deploy/nginx/palisade.conf in a real nginx, in front of two real Palisade processes started
 # with deploy/palisade.yaml, all on loopback ports: compose's service names become 127.0.0.1.
 lb_smoke() {
@@ -111,6 +114,12 @@ while True:
   redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
     --dir "$work" >"$work/redis.log" 2>&1 &
   pids+=($!)
+  # ... and record into one real PostgreSQL, as in Compose (scripts/pg.sh: a throwaway cluster).
+  local pg_dir pg_url
+  pg_dir=$(mktemp -d /tmp/palisade-validate-pg-XXXXXX)
+  pg_url=$(scripts/pg.sh start "$pg_dir") || { scripts/pg.sh destroy "$pg_dir" || true; return 1; }
+  # shellcheck disable=SC2064
+  trap "scripts/pg.sh destroy '$pg_dir' >/dev/null 2>&1 || true; cleanup" EXIT
   # One copy of the shared file per replica, differing only in the listen addresses (in
   # Compose each replica has its own network address; here they share 127.0.0.1) and in where
   # the records go (in Compose, each replica's own volume at /var/lib/palisade).
@@ -120,7 +129,8 @@ while True:
       -e "s|/var/lib/palisade/|$work/data-$p/|" \
       deploy/palisade.yaml > "$work/palisade-$p.yaml"
     "$palisade" config check "$work/palisade-$p.yaml" >/dev/null || return 1
-    PALISADE_KONG_KEY=$key PALISADE_REDIS_URL="redis://127.0.0.1:$rport/" "$palisade" serve --config "$work/palisade-$p.yaml" --workers 1 \
+    PALISADE_KONG_KEY=$key PALISADE_REDIS_URL="redis://127.0.0.1:$rport/" PALISADE_DATABASE_URL="$pg_url" \
+      "$palisade" serve --config "$work/palisade-$p.yaml" --workers 1 \
       2>"$work/palisade-$p.log" &
     pids+=($!)
   done
@@ -154,7 +164,8 @@ EOF
   local body
   for p in $p1 $p2; do
     body=$(curl -s "http://127.0.0.1:$p/health/ready")
-    echo "  replica $p readiness: $body"; echo "$body" | grep -q '"state":"ok"' || ok=1
+    echo "  replica $p readiness: $body"
+    echo "$body" | grep -q '"state":"ok"' && echo "$body" | grep -q '"store":"ok"' || ok=1
   done
   status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$lb/v1/guard/request" -d '{}')
   echo "  guard API through nginx without a key: $status (want 401)"; [ "$status" = 401 ] || ok=1
@@ -170,6 +181,8 @@ if ! command -v nginx >/dev/null; then
   record SKIP "nginx + 2 replicas on loopback" "nginx not installed (apt-get install nginx)"
 elif ! command -v redis-server >/dev/null; then
   record SKIP "nginx + 2 replicas on loopback" "redis-server not installed (apt-get install redis-server)"
+elif ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  record SKIP "nginx + 2 replicas on loopback" "PostgreSQL not installed (apt-get install postgresql)"
 elif [ ! -x "$palisade" ]; then
   record SKIP "nginx + 2 replicas on loopback" "no palisade binary at $palisade"
 else

@@ -39,6 +39,10 @@ install_deps() {
     say "building tansu 0.6.0 into $tansu_root (once)"
     cargo install tansu --locked --version 0.6.0 --features dynostore --root "$tansu_root"
   fi
+  # PostgreSQL for the store's tests: scripts/pg.sh starts a throwaway cluster from it.
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  fi
 }
 
 # TANSU_BIN may name an existing build; by default it is built into the tool cache.
@@ -56,7 +60,17 @@ cargo fmt --all -- --check
 say "lint"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-say "unit, data-driven, property, golden and CLI tests (the Redis stores against a real redis-server)"
+say "a throwaway PostgreSQL for the store tests"
+pg_dir=$(mktemp -d /tmp/palisade-pg-XXXXXX)
+trap '"$root/scripts/pg.sh" destroy "$pg_dir" || true' EXIT
+if PALISADE_TEST_POSTGRES_URL=$("$root/scripts/pg.sh" start "$pg_dir"); then
+  export PALISADE_TEST_POSTGRES_URL
+else
+  echo "PostgreSQL could not start: its store tests are skipped" >&2
+  if [ "${CI:-}" = true ]; then exit 1; fi
+fi
+
+say "unit, data-driven, property, golden and CLI tests (the stores against a real redis-server and PostgreSQL)"
 ./scripts/redis.sh cargo test --workspace --release
 cargo build --release -p palisade
 

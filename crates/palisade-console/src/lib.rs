@@ -21,8 +21,8 @@
 //! | GET | `/admin/events` | viewer | recorded exchanges, newest first: `?route= &decision= &agent_id= &detector= &since_ms= &limit= &cursor=` (the previous page's `next`) |
 //! | GET | `/admin/events/{request_id}` | viewer | one event with its findings (masked snippets) |
 //! | GET | `/admin/inventory` | viewer | what the recorded traffic reveals: endpoints (ids folded to `{id}`) with methods, statuses, first/last seen and the personal data they carried; MCP tools per route with calls and refusals; models in use |
-//! | GET | `/admin/records` | viewer | events stored, written, dropped (queue full) and failed |
-//! | GET | `/metrics` | none | Prometheus text: requests by route, protocol and decision, latency histograms, findings by detector, kind and action, upstream errors, rate-limit refusals, stream outcomes, trace spans, the store writer's written, dropped and failed events |
+//! | GET | `/admin/records` | viewer | the backend, events stored, written, dropped (queue full) and failed, write errors, queue depth and bound |
+//! | GET | `/metrics` | none | Prometheus text: requests by route, protocol and decision, latency histograms, findings by detector, kind and action, upstream errors, rate-limit refusals, stream outcomes, trace spans, the store writer's written, dropped and failed events, write errors, batches, queue depth and bound |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -142,7 +142,7 @@ impl Admin {
         self
     }
 
-    fn events(&self, req: &Request<Incoming>, id: Option<&str>) -> Answer {
+    async fn events(&self, req: &Request<Incoming>, id: Option<&str>) -> Answer {
         let Some(w) = &self.records else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -150,9 +150,9 @@ impl Admin {
                 "recording is off (`storage.enabled: false`)",
             );
         };
-        let store = w.store();
         if let Some(id) = id {
-            return match store.event(id) {
+            let id = id.to_owned();
+            return match read(w, move |s| s.event(&id)).await {
                 Ok(Some(e)) => reply(StatusCode::OK, json!(e)),
                 Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no event with that id"),
                 Err(e) => error(
@@ -172,7 +172,7 @@ impl Admin {
             limit: query(req, "limit").and_then(|v| v.parse().ok()),
             cursor: text("cursor"),
         };
-        match store.events(&q) {
+        match read(w, move |s| s.events(&q)).await {
             Ok(page) => reply(StatusCode::OK, json!(page)),
             Err(palisade_store::StoreError::Cursor(c)) => error(
                 StatusCode::BAD_REQUEST,
@@ -228,9 +228,35 @@ impl Admin {
                         "Events lost because the store refused a batch.",
                         w.failed(),
                     ),
+                    (
+                        "palisade_store_write_errors_total",
+                        "Write attempts that failed (the database unreachable or refusing), retries included.",
+                        w.write_errors(),
+                    ),
+                    (
+                        "palisade_store_batches_total",
+                        "Transactions the writer committed.",
+                        w.batches(),
+                    ),
                 ] {
                     let _ = writeln!(text, "# HELP {name} {help}");
                     let _ = writeln!(text, "# TYPE {name} counter");
+                    let _ = writeln!(text, "{name} {value}");
+                }
+                for (name, help, value) in [
+                    (
+                        "palisade_store_queue_depth",
+                        "Events accepted by the writer and not yet written.",
+                        w.queue_depth(),
+                    ),
+                    (
+                        "palisade_store_queue_capacity",
+                        "The writer queue's bound.",
+                        w.capacity() as u64,
+                    ),
+                ] {
+                    let _ = writeln!(text, "# HELP {name} {help}");
+                    let _ = writeln!(text, "# TYPE {name} gauge");
                     let _ = writeln!(text, "{name} {value}");
                 }
             }
@@ -408,10 +434,10 @@ impl Admin {
                     Err(e) => state_error(&e),
                 }
             }
-            (&Method::GET, ["admin", "events"]) => self.events(&req, None),
-            (&Method::GET, ["admin", "events", id]) => self.events(&req, Some(id)),
+            (&Method::GET, ["admin", "events"]) => self.events(&req, None).await,
+            (&Method::GET, ["admin", "events", id]) => self.events(&req, Some(id)).await,
             (&Method::GET, ["admin", "inventory"]) => match &self.records {
-                Some(w) => match w.store().inventory() {
+                Some(w) => match read(w, |s| s.inventory()).await {
                     Ok(v) => reply(StatusCode::OK, v),
                     Err(e) => error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -429,10 +455,14 @@ impl Admin {
                 Some(w) => reply(
                     StatusCode::OK,
                     json!({
-                        "stored": w.store().count().unwrap_or(-1),
+                        "backend": w.store().backend(),
+                        "stored": read(w, |s| s.count()).await.unwrap_or(-1),
                         "written": w.written(),
                         "dropped": w.dropped(),
                         "failed": w.failed(),
+                        "write_errors": w.write_errors(),
+                        "queue_depth": w.queue_depth(),
+                        "queue_capacity": w.capacity(),
                     }),
                 ),
                 None => reply(StatusCode::OK, json!({ "enabled": false })),
@@ -489,6 +519,19 @@ impl Admin {
             )),
         }
     }
+}
+
+/// Runs a read on the store's read connection off the async workers: a slow or unreachable
+/// database holds a blocking-pool thread, never an executor thread.
+async fn read<T, F>(w: &palisade_store::Writer, f: F) -> Result<T, palisade_store::StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&palisade_store::Store) -> Result<T, palisade_store::StoreError> + Send + 'static,
+{
+    let store = w.store().clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .unwrap_or(Err(palisade_store::StoreError::Poisoned))
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<Value, Answer> {

@@ -81,9 +81,25 @@ pub fn open(config: &Config) -> Result<Arc<Alerts>, crate::StartError> {
     Ok(Arc::new(started))
 }
 
-/// Governance over the configured state stores, its audit log watched by the alerts.
-pub fn governance(config: &Config, alerts: &Emitter) -> Result<Governance, crate::StartError> {
+/// Governance over the configured state stores (memory, or Redis with `state.redis`), its audit
+/// log watched by the alerts. With `records` and `storage.governance`, the audit log is kept in
+/// the records' store too, and so are pins and approvals unless Redis holds them (see
+/// [`crate::durable`]).
+pub fn governance(
+    config: &Config,
+    alerts: &Emitter,
+    records: Option<&Arc<palisade_store::Writer>>,
+) -> Result<Governance, crate::StartError> {
     let mut stores = crate::state::stores(config)?;
+    if let Some(w) = records.filter(|_| config.storage.governance) {
+        let store = w.store();
+        let persister = crate::durable::persister(store).map_err(crate::StartError::Store)?;
+        if config.state.redis.is_none() {
+            crate::durable::pins_and_approvals(&mut stores, store, &persister)
+                .map_err(crate::StartError::Store)?;
+        }
+        crate::durable::audit(&mut stores, store, &persister).map_err(crate::StartError::Store)?;
+    }
     stores.audit = alerts.watch_audit(stores.audit);
     Governance::new(config, stores).map_err(crate::StartError::Governance)
 }

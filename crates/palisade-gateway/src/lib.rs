@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 pub mod alerts;
 pub mod body;
 pub mod compat;
+pub mod durable;
 pub mod error;
 mod govern;
 pub mod guard;
@@ -92,9 +93,13 @@ impl State {
     pub fn new(config: Config) -> Result<Self, StartError> {
         let inspector = Arc::new(Inspector::new(&config)?);
         let alerts = alerts::open(&config)?;
-        let governance = Arc::new(alerts::governance(&config, alerts.emitter())?);
         let records = records::open(&config.storage).map_err(StartError::Store)?;
         let kafka = records::kafka(&config)?;
+        let governance = Arc::new(alerts::governance(
+            &config,
+            alerts.emitter(),
+            records.as_ref(),
+        )?);
         Self::with_parts(
             config,
             inspector,
@@ -154,9 +159,13 @@ impl Server {
     pub fn start(config: Config, workers: usize) -> Result<Server, ServeError> {
         let inspector = Arc::new(Inspector::new(&config).map_err(StartError::from)?);
         let alerts = alerts::open(&config)?;
-        let governance = Arc::new(alerts::governance(&config, alerts.emitter())?);
         let records = records::open(&config.storage).map_err(StartError::Store)?;
         let kafka = records::kafka(&config).map_err(StartError::from)?;
+        let governance = Arc::new(alerts::governance(
+            &config,
+            alerts.emitter(),
+            records.as_ref(),
+        )?);
         let wanted: SocketAddr = config
             .listen
             .parse()

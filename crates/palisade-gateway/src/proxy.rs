@@ -138,9 +138,21 @@ async fn exchange_and_log(
     if path == "/health/ready" {
         // Ready: the configuration is loaded (it is, or this process would not serve), the
         // store answers, and so does a shared state store (Redis) unless told not to count it.
-        let store = match &state.records {
+        // The ping runs on the blocking pool: a store that hangs holds no async worker.
+        let ping = match &state.records {
+            None => None,
+            Some(w) => {
+                let store = w.store().clone();
+                Some(
+                    tokio::task::spawn_blocking(move || store.ping())
+                        .await
+                        .unwrap_or(Err(palisade_store::StoreError::Poisoned)),
+                )
+            }
+        };
+        let store = match ping {
             None => "off",
-            Some(w) => match w.store().ping() {
+            Some(ping) => match ping {
                 Ok(()) => "ok",
                 Err(e) => {
                     tracing::warn!(error = %e, "readiness: the store does not answer");

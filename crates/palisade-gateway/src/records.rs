@@ -211,8 +211,7 @@ pub fn open(
     if !config.enabled {
         return Ok(None);
     }
-    let store = palisade_store::Store::open(&config.sqlite_path)
-        .map_err(|e| format!("cannot open the store at {}: {e}", config.sqlite_path))?;
+    let store = open_store(config)?;
     let writer = Writer::start(Arc::new(store), config.queue_events, config.retention_days)
         .map_err(|e| format!("cannot start the store writer: {e}"))?;
     Ok(Some(Arc::new(writer)))
@@ -226,4 +225,29 @@ pub fn kafka(
         return Ok(None);
     };
     palisade_kafka::Publisher::start(k).map(|p| Some(Arc::new(p)))
+}
+
+/// The configured database: PostgreSQL when `storage.postgres` is set, else the SQLite file.
+/// Blocks while it connects and migrates (at start-up, before traffic).
+pub fn open_store(
+    config: &palisade_policy::config::StorageConfig,
+) -> Result<palisade_store::Store, String> {
+    let Some(pg) = &config.postgres else {
+        return palisade_store::Store::open(&config.sqlite_path)
+            .map_err(|e| format!("cannot open the store at {}: {e}", config.sqlite_path));
+    };
+    let url = match (&pg.url, &pg.url_env) {
+        (Some(url), _) => url.clone(),
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("storage.postgres.url_env: `{var}` is not set"))?,
+        (None, None) => return Err("storage.postgres: give `url` or `url_env`".into()),
+    };
+    let options = palisade_store::PostgresOptions {
+        url,
+        timeout: std::time::Duration::from_millis(pg.timeout_ms.max(1)),
+    };
+    let store = palisade_store::Store::postgres(&options)
+        .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))?;
+    tracing::info!("store: PostgreSQL, schema up to date");
+    Ok(store)
 }

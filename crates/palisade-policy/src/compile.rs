@@ -371,6 +371,26 @@ pub(crate) fn check(config: &Config) -> Result<(), (String, String, String)> {
     if let Some(r) = &config.state.redis {
         check_redis(r)?;
     }
+    if let Some(pg) = &config.storage.postgres {
+        let given = [&pg.url, &pg.url_env]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        if given != 1 {
+            return Err((
+                "storage.postgres".into(),
+                String::new(),
+                "give exactly one of `url` and `url_env`".into(),
+            ));
+        }
+        if pg.timeout_ms == 0 {
+            return Err((
+                "storage.postgres.timeout_ms".into(),
+                "0".into(),
+                "must be at least 1".into(),
+            ));
+        }
+    }
     let mut collectors = BTreeSet::new();
     for (i, c) in config.collectors.iter().enumerate() {
         let at = format!("collectors[{i}]");

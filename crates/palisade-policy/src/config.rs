@@ -199,7 +199,9 @@ fn parse_hop(hop: &str) -> Option<std::net::IpAddr> {
         .and_then(|(ip, _)| ip.parse().ok())
 }
 
-/// Where events and findings are recorded: one SQLite file by default.
+/// Where events, findings, inventory and the governance records (tool pins, approvals, the audit
+/// log of admin actions) are kept: one SQLite file by default, or PostgreSQL when several
+/// replicas share one store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
@@ -220,6 +222,36 @@ pub struct StorageConfig {
     /// metadata and findings with masked snippets only.
     #[serde(default)]
     pub bodies: bool,
+    /// Keep tool pins, approvals and the audit log of admin actions in the store, so they survive
+    /// a restart (with `state.redis`, pins and approvals live in Redis and only the audit log is
+    /// kept here). Off: they live in memory only.
+    #[serde(default = "default_true")]
+    pub governance: bool,
+    /// Record into PostgreSQL instead of SQLite (`sqlite_path` is then unused). Migrations run
+    /// once across replicas, under an advisory lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresConfig>,
+}
+
+/// How to reach PostgreSQL. Give exactly one of `url` and `url_env`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The connection URL, `postgres://user:password@host:5432/database` (or libpq key=value
+    /// pairs). Prefer `url_env` when it holds a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The environment variable holding the connection URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// How long to wait to connect, and for any one statement, before the call fails (the
+    /// writer then keeps its batch and retries).
+    #[serde(default = "default_postgres_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_postgres_timeout_ms() -> u64 {
+    5_000
 }
 
 fn default_sqlite_path() -> String {
@@ -240,6 +272,8 @@ impl Default for StorageConfig {
             queue_events: default_queue_events(),
             retention_days: default_retention_days(),
             bodies: false,
+            governance: true,
+            postgres: None,
         }
     }
 }

@@ -1,72 +1,40 @@
-//! Palisade's records: one event per exchange (proxy) or guard call, and its findings with
-//! redacted snippets, kept in SQLite (embedded, one file).
+//! Palisade's records: one event per exchange (proxy) or guard call with its findings and their
+//! redacted snippets, what the traffic reveals (inventory), and the governance records that must
+//! outlive a process: tool pins, approvals and the admin audit log.
+//!
+//! One interface, [`Store`], over two databases:
+//! - **SQLite** (the default): one file, embedded, for one replica. Migrations run inside a
+//!   `BEGIN IMMEDIATE` transaction, so two processes opening the same file migrate it once.
+//! - **PostgreSQL**: the shared store of several replicas. Migrations run under a session-level
+//!   advisory lock (`pg_advisory_lock`) and a `schema_migrations` table, so replicas that start
+//!   together migrate once and the others wait, then find nothing to do. Sequence numbers come
+//!   from one database sequence, so replicas never collide and cursors (`s<seq>`) mean the same
+//!   on every replica.
+//!
+//! Every method is synchronous and blocks the calling thread for one statement or transaction;
+//! the PostgreSQL backend runs its statements on its own connection threads (see [`pg`]), so it
+//! is safe, though blocking, to call from inside an async runtime. Callers on a request path go
+//! through [`Writer`], which never waits.
 //!
 //! Writes never block a request: [`Writer::record`] puts the event on a bounded queue and returns
-//! at once; a background thread drains it in batches of up to [`BATCH`] events, one transaction
-//! each. When the queue is full the event is dropped and counted ([`Writer::dropped`]), since a
-//! guardrail that stalls traffic because its records are slow would be worse than a gap in the
-//! records. Old rows are pruned by the same thread, at most once a minute, after
+//! at once; a background thread writes it in batches of up to [`BATCH`] events, one transaction
+//! each. When the database is down, the thread keeps the batch in hand and retries with back-off
+//! while the queue fills; beyond the bound, events are dropped and counted ([`Writer::dropped`]),
+//! since a guardrail that stalls traffic because its records are slow would be worse than a gap
+//! in the records. Old rows are pruned by the same thread, at most once a minute, after
 //! `retention_days`.
-//!
-//! The schema is versioned: [`MIGRATIONS`] are applied in order, each once, inside a transaction,
-//! and the version reached is kept in `schema_migrations`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-/// Most events written in one transaction.
-pub const BATCH: usize = 512;
+pub mod pg;
+mod sqlite;
+mod writer;
 
-/// The schema, one migration a step.
-pub const MIGRATIONS: &[&str] = &[
-    // 1: events and findings.
-    "CREATE TABLE events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        request_id TEXT NOT NULL,
-        time_ms INTEGER NOT NULL,
-        source TEXT NOT NULL,
-        route TEXT,
-        collector TEXT,
-        agent_id TEXT,
-        client_ip TEXT,
-        method TEXT,
-        path TEXT,
-        mcp_method TEXT,
-        tool TEXT,
-        status INTEGER,
-        decision TEXT NOT NULL,
-        risk INTEGER NOT NULL DEFAULT 0,
-        latency_ms REAL,
-        reasons TEXT NOT NULL DEFAULT '[]',
-        body TEXT
-    );
-    CREATE INDEX events_time ON events(time_ms);
-    CREATE INDEX events_route_time ON events(route, time_ms);
-    CREATE TABLE findings (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        event_seq INTEGER NOT NULL REFERENCES events(seq) ON DELETE CASCADE,
-        request_id TEXT NOT NULL,
-        time_ms INTEGER NOT NULL,
-        detector TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        action TEXT NOT NULL,
-        location TEXT,
-        snippet TEXT
-    );
-    CREATE INDEX findings_time ON findings(time_ms);
-    CREATE INDEX findings_detector_time ON findings(detector, time_ms);",
-    // 2: discovery: the path with its ids folded, and the model called.
-    "ALTER TABLE events ADD COLUMN path_template TEXT;
-    ALTER TABLE events ADD COLUMN model TEXT;
-    CREATE INDEX events_endpoint ON events(route, method, path_template);",
-];
+pub use pg::PostgresOptions;
+pub use writer::{Writer, BATCH};
 
 /// `path` with its identifiers folded to `{id}`: numbers, UUIDs, long hex and base64-ish tokens
 /// (`/users/42/orders/9f1c…` → `/users/{id}/orders/{id}`), so one endpoint is one row.
@@ -106,12 +74,47 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no, or could not be reached.
+    #[error("store: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// PostgreSQL did not answer within the configured time.
+    #[error("store: no answer from PostgreSQL within {0:?}")]
+    Timeout(Duration),
+    /// The configuration or the connection settings are wrong.
+    #[error("store: {0}")]
+    Config(String),
     /// A cursor that this store did not hand out.
     #[error("bad cursor `{0}`")]
     Cursor(String),
+    /// The database could not be reached (no connection right now).
+    #[error("store: database unreachable")]
+    Unreachable,
     /// The store's lock was poisoned by a panic elsewhere.
     #[error("store: lock poisoned")]
     Poisoned,
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: the database was unreachable, busy, restarting or
+    /// out of resources, as opposed to refusing the data itself. The writer keeps a batch that
+    /// failed this way and retries it; other failures drop the batch and count it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) | StoreError::Unreachable => true,
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
+                        | rusqlite::ErrorCode::CannotOpen
+                )
+            ),
+            StoreError::Postgres(e) => pg::is_transient(e),
+            StoreError::Config(_) | StoreError::Cursor(_) | StoreError::Poisoned => false,
+        }
+    }
 }
 
 /// One finding of an event.
@@ -222,6 +225,50 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// One audited change or decision: who did what to what, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// An admin key's name, or `palisade` for automatic changes.
+    pub actor: String,
+    /// `tool.pinned`, `approval.approved`, …
+    pub action: String,
+    /// A tool's scope and name, an approval id.
+    pub target: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Anything else worth keeping.
+    pub detail: serde_json::Value,
+}
+
+/// One approval request as stored: the columns the store queries on, and the whole record as
+/// JSON. Reading back, the columns win over the same fields in `doc` (`used` is set by
+/// [`Store::take_grant`] without rewriting the document).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// Its id.
+    pub id: String,
+    /// `pending`, `approved`, `denied`, `expired`.
+    pub status: String,
+    /// The agent that made the held call.
+    pub agent: String,
+    /// The action type.
+    pub action: String,
+    /// What a `call`-scoped grant matches.
+    pub fingerprint: String,
+    /// `call` or `action`.
+    pub scope: String,
+    /// Whether a `call`-scoped grant was used.
+    pub used: bool,
+    /// Created (ms since the epoch).
+    pub created_ms: i64,
+    /// Pending until, or granted until (ms since the epoch).
+    pub expires_ms: i64,
+    /// The whole record.
+    pub doc: serde_json::Value,
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -229,8 +276,98 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// One endpoint row of the inventory query: route, method, template, calls, first and last seen,
-/// statuses and decisions (comma-separated).
+/// The sequence number a cursor stands for.
+fn cursor_seq(cursor: &str) -> Result<i64, StoreError> {
+    cursor
+        .strip_prefix('s')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| StoreError::Cursor(cursor.to_owned()))
+}
+
+/// A value bound to a query built at run time.
+#[derive(Debug, Clone)]
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// The `WHERE` clauses and values of an events query, with placeholders made by `mark` (SQLite
+/// `?1`, PostgreSQL `$1`), and the page size asked for.
+fn events_filter(q: &Query, mark: fn(usize) -> String) -> Result<(String, Vec<Arg>), StoreError> {
+    let mut sql = String::from(" WHERE 1=1");
+    let mut args = Vec::new();
+    let mut push = |clause: &str, v: Arg| {
+        args.push(v);
+        sql.push_str(&clause.replace('#', &mark(args.len())));
+    };
+    if let Some(r) = &q.route {
+        push(" AND route = #", Arg::Text(r.clone()));
+    }
+    if let Some(d) = &q.decision {
+        push(" AND decision = #", Arg::Text(d.clone()));
+    }
+    if let Some(a) = &q.agent_id {
+        push(" AND agent_id = #", Arg::Text(a.clone()));
+    }
+    if let Some(d) = &q.detector {
+        push(
+            " AND EXISTS (SELECT 1 FROM findings f WHERE f.event_seq = e.seq AND f.detector = #)",
+            Arg::Text(d.clone()),
+        );
+    }
+    if let Some(t) = q.since_ms {
+        push(" AND time_ms >= #", Arg::Int(t));
+    }
+    if let Some(c) = &q.cursor {
+        push(" AND seq < #", Arg::Int(cursor_seq(c)?));
+    }
+    Ok((sql, args))
+}
+
+/// The page size of `q`.
+fn page_size(q: &Query) -> usize {
+    q.limit.unwrap_or(50).clamp(1, 500)
+}
+
+/// The columns of an event, in the order both backends select them.
+const EVENT_COLUMNS: &str = "seq, request_id, time_ms, source, route, collector, agent_id, client_ip, method, path, mcp_method, tool, status, decision, risk, latency_ms, reasons, body, model";
+
+/// Cuts `items` (fetched with one row more than `limit`) to a page and its `next` cursor.
+fn page(mut items: Vec<Event>, limit: usize) -> Page {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().and_then(|e| e.seq).map(|s| format!("s{s}"))
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+/// The inventory's queries, with `agg(col)` the backend's comma-joined distinct aggregate.
+fn inventory_sql(agg: fn(&str) -> String) -> [String; 3] {
+    [
+        format!(
+            "SELECT e.route, e.method, e.path_template, COUNT(DISTINCT e.seq), MIN(e.time_ms), MAX(e.time_ms), {}, {}, {}
+             FROM events e LEFT JOIN findings f ON f.event_seq = e.seq AND f.detector = 'pii'
+             WHERE e.source = 'proxy' AND e.path_template IS NOT NULL
+             GROUP BY e.route, e.method, e.path_template ORDER BY COUNT(DISTINCT e.seq) DESC LIMIT 1000",
+            agg("e.status"),
+            agg("e.decision"),
+            agg("f.kind"),
+        ),
+        "SELECT route, tool, COUNT(*), MIN(time_ms), MAX(time_ms),
+                SUM(CASE WHEN decision IN ('block', 'deny') THEN 1 ELSE 0 END)
+         FROM events WHERE tool IS NOT NULL AND mcp_method = 'tools/call'
+         GROUP BY route, tool ORDER BY COUNT(*) DESC LIMIT 1000"
+            .to_owned(),
+        "SELECT route, model, COUNT(*), MAX(time_ms) FROM events WHERE model IS NOT NULL
+         GROUP BY route, model ORDER BY COUNT(*) DESC LIMIT 1000"
+            .to_owned(),
+    ]
+}
+
+/// One endpoint row of the inventory: route, method, template, calls, first and last seen, and
+/// the statuses, decisions and personal-data kinds seen (comma-joined).
 type EndpointRow = (
     Option<String>,
     Option<String>,
@@ -240,232 +377,142 @@ type EndpointRow = (
     i64,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
+/// One tool row: route, tool, calls, first and last seen, calls refused.
+type ToolRow = (Option<String>, String, i64, i64, i64, i64);
+/// One model row: route, model, calls, last seen.
+type ModelRow = (Option<String>, String, i64, i64);
+/// The inventory's rows: endpoints, tools, models.
+type InventoryRows = (Vec<EndpointRow>, Vec<ToolRow>, Vec<ModelRow>);
 
-/// The SQLite store.
+/// The inventory document from its rows.
+fn inventory_json(
+    endpoints: Vec<EndpointRow>,
+    tools: Vec<ToolRow>,
+    models: Vec<ModelRow>,
+) -> serde_json::Value {
+    let split = |s: Option<String>| -> Vec<String> {
+        let mut v: Vec<String> = s
+            .map(|s| s.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let endpoints: Vec<_> = endpoints
+        .into_iter()
+        .map(
+            |(route, method, template, calls, first, last, statuses, decisions, pii)| {
+                serde_json::json!({
+                    "route": route, "method": method, "path": template, "calls": calls,
+                    "first_seen_ms": first, "last_seen_ms": last,
+                    "statuses": split(statuses), "decisions": split(decisions), "pii": split(pii),
+                })
+            },
+        )
+        .collect();
+    let tools: Vec<_> = tools
+        .into_iter()
+        .map(|(route, tool, calls, first, last, refused)| {
+            serde_json::json!({
+                "route": route, "tool": tool, "calls": calls, "refused": refused,
+                "first_seen_ms": first, "last_seen_ms": last,
+            })
+        })
+        .collect();
+    let models: Vec<_> = models
+        .into_iter()
+        .map(|(route, model, calls, last)| {
+            serde_json::json!({"route": route, "model": model, "calls": calls, "last_seen_ms": last})
+        })
+        .collect();
+    serde_json::json!({ "endpoints": endpoints, "tools": tools, "models": models })
+}
+
+/// The events' reasons as stored (a JSON array).
+fn reasons_json(reasons: &[String]) -> String {
+    serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into())
+}
+
+/// The database behind a [`Store`].
+#[derive(Debug)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(pg::Postgres),
+}
+
+/// Calls the same method on whichever backend holds the data.
+macro_rules! on_backend {
+    ($self:ident, $b:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
+        }
+    };
+}
+
+/// The store: SQLite or PostgreSQL, one interface. See the crate documentation.
 #[derive(Debug)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    backend: Backend,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
     /// `:memory:` gives a private in-memory database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        // WAL lets readers (the admin API) run while the writer commits; NORMAL sync is
-        // durable across a process crash, which is what a record needs.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let store = Store {
-            conn: Mutex::new(conn),
-        };
-        store.migrate()?;
-        Ok(store)
+        Ok(Store {
+            backend: Backend::Sqlite(sqlite::Sqlite::open(path.as_ref())?),
+        })
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    /// Connects to PostgreSQL and brings its schema up to date, under the migration lock.
+    pub fn postgres(options: &PostgresOptions) -> Result<Self, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(pg::Postgres::open(options)?),
+        })
     }
 
-    /// Applies the migrations not applied yet; returns the schema version.
-    pub fn migrate(&self) -> Result<usize, StoreError> {
-        let mut conn = self.conn()?;
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
-            [],
-        )?;
-        let current: i64 = conn.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )?;
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            let version = i as i64 + 1;
-            if version <= current {
-                continue;
-            }
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
-                params![version, now_ms()],
-            )?;
-            tx.commit()?;
-            tracing::info!(version, "store: schema migrated");
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
-        Ok(MIGRATIONS.len())
+    }
+
+    /// Applies the migrations not applied yet (once, whoever else migrates at the same time);
+    /// returns the schema version this build knows.
+    pub fn migrate(&self) -> Result<usize, StoreError> {
+        on_backend!(self, b => b.migrate())
+    }
+
+    /// The schema versions applied, in order.
+    pub fn schema_versions(&self) -> Result<Vec<i64>, StoreError> {
+        on_backend!(self, b => b.schema_versions())
     }
 
     /// Writes events and their findings in one transaction.
     pub fn write(&self, events: &[Event]) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        {
-            let mut ev = tx.prepare_cached(
-                "INSERT INTO events (request_id, time_ms, source, route, collector, agent_id, client_ip, method, path, mcp_method, tool, status, decision, risk, latency_ms, reasons, body, path_template, model)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-            )?;
-            let mut fi = tx.prepare_cached(
-                "INSERT INTO findings (event_seq, request_id, time_ms, detector, kind, severity, action, location, snippet)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for e in events {
-                let reasons = serde_json::to_string(&e.reasons).unwrap_or_else(|_| "[]".into());
-                ev.execute(params![
-                    e.request_id,
-                    e.time_ms,
-                    e.source,
-                    e.route,
-                    e.collector,
-                    e.agent_id,
-                    e.client_ip,
-                    e.method,
-                    e.path,
-                    e.mcp_method,
-                    e.tool,
-                    e.status,
-                    e.decision,
-                    e.risk,
-                    e.latency_ms,
-                    reasons,
-                    e.body,
-                    e.path.as_deref().map(path_template),
-                    e.model,
-                ])?;
-                let seq = tx.last_insert_rowid();
-                for f in &e.findings {
-                    fi.execute(params![
-                        seq,
-                        e.request_id,
-                        e.time_ms,
-                        f.detector,
-                        f.kind,
-                        f.severity,
-                        f.action,
-                        f.location,
-                        f.snippet,
-                    ])?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        on_backend!(self, b => b.write(events))
     }
 
-    /// Deletes events (and their findings) older than `before_ms`; returns how many events.
+    /// Deletes events (and their findings) older than `before_ms`, and approvals that stopped
+    /// mattering before then; returns how many events.
     pub fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
-        let conn = self.conn()?;
-        Ok(conn.execute("DELETE FROM events WHERE time_ms < ?1", params![before_ms])?)
+        on_backend!(self, b => b.prune(before_ms))
     }
 
     /// Events matching `q`, newest first, a page at a time.
     pub fn events(&self, q: &Query) -> Result<Page, StoreError> {
-        let limit = q.limit.unwrap_or(50).clamp(1, 500);
-        let mut sql = String::from(
-            "SELECT seq, request_id, time_ms, source, route, collector, agent_id, client_ip, method, path, mcp_method, tool, status, decision, risk, latency_ms, reasons, body, model FROM events e WHERE 1=1",
-        );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut push = |clause: &str, v: rusqlite::types::Value| {
-            sql.push_str(clause);
-            args.push(v);
-        };
-        if let Some(r) = &q.route {
-            push(" AND route = ?", r.clone().into());
-        }
-        if let Some(d) = &q.decision {
-            push(" AND decision = ?", d.clone().into());
-        }
-        if let Some(a) = &q.agent_id {
-            push(" AND agent_id = ?", a.clone().into());
-        }
-        if let Some(d) = &q.detector {
-            push(
-                " AND EXISTS (SELECT 1 FROM findings f WHERE f.event_seq = e.seq AND f.detector = ?)",
-                d.clone().into(),
-            );
-        }
-        if let Some(t) = q.since_ms {
-            push(" AND time_ms >= ?", t.into());
-        }
-        if let Some(c) = &q.cursor {
-            let seq: i64 = c
-                .strip_prefix("s")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| StoreError::Cursor(c.clone()))?;
-            push(" AND seq < ?", seq.into());
-        }
-        sql.push_str(" ORDER BY seq DESC LIMIT ?");
-        args.push((limit as i64 + 1).into());
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&sql)?;
-        let mut items: Vec<Event> = stmt
-            .query_map(params_from_iter(args.iter()), |r| {
-                let reasons: String = r.get(16)?;
-                Ok(Event {
-                    seq: Some(r.get(0)?),
-                    request_id: r.get(1)?,
-                    time_ms: r.get(2)?,
-                    source: r.get(3)?,
-                    route: r.get(4)?,
-                    collector: r.get(5)?,
-                    agent_id: r.get(6)?,
-                    client_ip: r.get(7)?,
-                    method: r.get(8)?,
-                    path: r.get(9)?,
-                    mcp_method: r.get(10)?,
-                    tool: r.get(11)?,
-                    status: r.get(12)?,
-                    decision: r.get(13)?,
-                    risk: r.get(14)?,
-                    latency_ms: r.get(15)?,
-                    reasons: serde_json::from_str(&reasons).unwrap_or_default(),
-                    body: r.get(17)?,
-                    model: r.get(18)?,
-                    findings: Vec::new(),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|e| e.seq).map(|s| format!("s{s}"))
-        } else {
-            None
-        };
-        let mut fstmt = conn.prepare_cached(
-            "SELECT detector, kind, severity, action, location, snippet FROM findings WHERE event_seq = ?1 ORDER BY seq",
-        )?;
-        for e in &mut items {
-            e.findings = fstmt
-                .query_map(params![e.seq], |r| {
-                    Ok(FindingRecord {
-                        detector: r.get(0)?,
-                        kind: r.get(1)?,
-                        severity: r.get(2)?,
-                        action: r.get(3)?,
-                        location: r.get(4)?,
-                        snippet: r.get(5)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
-        }
-        Ok(Page { items, next })
+        on_backend!(self, b => b.events(q))
     }
 
     /// The event with this request id, if recorded.
     pub fn event(&self, request_id: &str) -> Result<Option<Event>, StoreError> {
-        let seq: Option<i64> = {
-            let conn = self.conn()?;
-            conn.query_row(
-                "SELECT seq FROM events WHERE request_id = ?1 ORDER BY seq DESC LIMIT 1",
-                params![request_id],
-                |r| r.get(0),
-            )
-            .optional()?
+        let Some(seq) = on_backend!(self, b => b.seq_of(request_id))? else {
+            return Ok(None);
         };
-        let Some(seq) = seq else { return Ok(None) };
         let page = self.events(&Query {
             cursor: Some(format!("s{}", seq + 1)),
             limit: Some(1),
@@ -476,207 +523,98 @@ impl Store {
 
     /// Whether the database answers a trivial query.
     pub fn ping(&self) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
-        Ok(())
+        on_backend!(self, b => b.ping())
     }
 
     /// What the recorded traffic reveals: endpoints (path templates) with their methods, statuses,
     /// first and last sight and the personal data they carried; MCP tools per route with their
     /// call counts; models in use.
     pub fn inventory(&self) -> Result<serde_json::Value, StoreError> {
-        let conn = self.conn()?;
-        let mut endpoints = Vec::new();
-        let mut stmt = conn.prepare(
-            "SELECT route, method, path_template, COUNT(*), MIN(time_ms), MAX(time_ms),
-                    GROUP_CONCAT(DISTINCT status), GROUP_CONCAT(DISTINCT decision)
-             FROM events WHERE source = 'proxy' AND path_template IS NOT NULL
-             GROUP BY route, method, path_template ORDER BY COUNT(*) DESC LIMIT 1000",
-        )?;
-        let mut pii = conn.prepare_cached(
-            "SELECT DISTINCT f.kind FROM findings f JOIN events e ON e.seq = f.event_seq
-             WHERE f.detector = 'pii' AND e.route IS ?1 AND e.method IS ?2 AND e.path_template IS ?3",
-        )?;
-        let rows: Vec<EndpointRow> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        for (route, method, template, calls, first, last, statuses, decisions) in rows {
-            let kinds: Vec<String> = pii
-                .query_map(params![route, method, template], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let split = |s: Option<String>| -> Vec<String> {
-                s.map(|s| s.split(',').map(str::to_owned).collect())
-                    .unwrap_or_default()
-            };
-            endpoints.push(serde_json::json!({
-                "route": route, "method": method, "path": template, "calls": calls,
-                "first_seen_ms": first, "last_seen_ms": last,
-                "statuses": split(statuses), "decisions": split(decisions), "pii": kinds,
-            }));
-        }
-        let mut tools = Vec::new();
-        let mut stmt = conn.prepare(
-            "SELECT route, tool, COUNT(*), MIN(time_ms), MAX(time_ms),
-                    SUM(CASE WHEN decision IN ('block', 'deny') THEN 1 ELSE 0 END)
-             FROM events WHERE tool IS NOT NULL AND mcp_method = 'tools/call'
-             GROUP BY route, tool ORDER BY COUNT(*) DESC LIMIT 1000",
-        )?;
-        let rows: Vec<(Option<String>, String, i64, i64, i64, i64)> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        for (route, tool, calls, first, last, refused) in rows {
-            tools.push(serde_json::json!({
-                "route": route, "tool": tool, "calls": calls, "refused": refused,
-                "first_seen_ms": first, "last_seen_ms": last,
-            }));
-        }
-        let mut models = Vec::new();
-        let mut stmt = conn.prepare(
-            "SELECT route, model, COUNT(*), MAX(time_ms) FROM events WHERE model IS NOT NULL
-             GROUP BY route, model ORDER BY COUNT(*) DESC LIMIT 1000",
-        )?;
-        let rows: Vec<(Option<String>, String, i64, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?;
-        for (route, model, calls, last) in rows {
-            models.push(serde_json::json!({"route": route, "model": model, "calls": calls, "last_seen_ms": last}));
-        }
-        Ok(serde_json::json!({ "endpoints": endpoints, "tools": tools, "models": models }))
+        let (endpoints, tools, models) = on_backend!(self, b => b.inventory_rows())?;
+        Ok(inventory_json(endpoints, tools, models))
     }
 
     /// How many events are stored.
     pub fn count(&self) -> Result<i64, StoreError> {
-        let conn = self.conn()?;
-        Ok(conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
-    }
-}
-
-/// The bounded, batching writer in front of a [`Store`].
-#[derive(Debug)]
-pub struct Writer {
-    tx: SyncSender<Event>,
-    dropped: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    store: Arc<Store>,
-}
-
-impl Writer {
-    /// Starts the writer thread over `store`, with room for `queue` events, pruning events older
-    /// than `retention_days` (0 keeps everything).
-    pub fn start(store: Arc<Store>, queue: usize, retention_days: u32) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(queue.max(1));
-        let written = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (w, f, s) = (written.clone(), failed.clone(), store.clone());
-        std::thread::Builder::new()
-            .name("palisade-store".into())
-            .spawn(move || drain(rx, &s, &w, &f, retention_days))?;
-        Ok(Writer {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-            written,
-            failed,
-            store,
-        })
+        on_backend!(self, b => b.count("events"))
     }
 
-    /// Queues `event` for writing; never waits. A full queue drops it and counts the drop.
-    pub fn record(&self, event: Event) {
-        match self.tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    /// How many findings are stored.
+    pub fn count_findings(&self) -> Result<i64, StoreError> {
+        on_backend!(self, b => b.count("findings"))
     }
 
-    /// Events dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    /// Appends entries to the audit log, in one transaction.
+    pub fn append_audit(&self, entries: &[AuditRecord]) -> Result<(), StoreError> {
+        on_backend!(self, b => b.append_audit(entries))
     }
 
-    /// Events written.
-    pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+    /// The newest `limit` audit entries, newest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        on_backend!(self, b => b.audit(limit.clamp(1, 100_000)))
     }
 
-    /// Events lost because a write failed.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+    /// Writes (inserts or replaces) the pin of `tool` in `scope`.
+    pub fn put_pin(
+        &self,
+        scope: &str,
+        tool: &str,
+        state: &str,
+        doc: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, b => b.put_pin(scope, tool, state, doc))
     }
 
-    /// The store, for reading.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    /// The pin of `tool` in `scope`.
+    pub fn pin(&self, scope: &str, tool: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        on_backend!(self, b => b.pin(scope, tool))
     }
-}
 
-fn drain(rx: Receiver<Event>, store: &Store, written: &AtomicU64, failed: &AtomicU64, days: u32) {
-    let mut last_prune: Option<Instant> = None;
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(e) => batch.push(e),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                flush(store, &mut batch, written, failed);
-                return;
-            }
-        }
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-        }
-        flush(store, &mut batch, written, failed);
-        if days > 0 && last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-            let cutoff = now_ms() - i64::from(days) * 86_400_000;
-            match store.prune(cutoff) {
-                Ok(n) if n > 0 => tracing::info!(events = n, "store: pruned old events"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "store: pruning failed"),
-            }
-            last_prune = Some(Instant::now());
-        }
+    /// Every pin of `scope`, or of every scope, with its scope, ordered by scope and tool.
+    pub fn pins(
+        &self,
+        scope: Option<&str>,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        on_backend!(self, b => b.pins(scope))
     }
-}
 
-fn flush(store: &Store, batch: &mut Vec<Event>, written: &AtomicU64, failed: &AtomicU64) {
-    if batch.is_empty() {
-        return;
+    /// Stores a new approval; an id already stored is an error.
+    pub fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
+        on_backend!(self, b => b.create_approval(a))
     }
-    match store.write(batch) {
-        Ok(()) => {
-            written.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        Err(e) => {
-            failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            tracing::warn!(error = %e, events = batch.len(), "store: a batch could not be written; dropped");
-        }
+
+    /// One approval.
+    pub fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        on_backend!(self, b => b.approval(id))
     }
-    batch.clear();
+
+    /// Approvals, newest first, optionally only those stored with `status`; at most `limit`.
+    pub fn approvals(
+        &self,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        on_backend!(self, b => b.approvals(status, limit.clamp(1, 100_000)))
+    }
+
+    /// Replaces approval `a.id` only if it is still stored with status `expected`; returns whether
+    /// it was. Two replicas deciding the same approval: one wins, the other learns it lost.
+    pub fn update_approval(&self, a: &ApprovalRecord, expected: &str) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.update_approval(a, expected))
+    }
+
+    /// Takes a grant covering this call, atomically: an approved, unexpired approval that is
+    /// `action`-scoped for this agent and action, or `call`-scoped for this fingerprint and
+    /// unused (which is then marked used, so only one caller on any replica gets it).
+    pub fn take_grant(
+        &self,
+        agent: &str,
+        action: &str,
+        fingerprint: &str,
+        now_ms: i64,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        on_backend!(self, b => b.take_grant(agent, action, fingerprint, now_ms))
+    }
 }
 
 #[cfg(test)]

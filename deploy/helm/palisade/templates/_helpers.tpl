@@ -63,6 +63,15 @@ variable that no Secret provides, since that collector would answer 401 to every
 {{- $_ := set $state "redis" $redis }}
 {{- $_ := set $config "state" $state }}
 {{- end }}
+{{- if .Values.postgresql.enabled }}
+{{- $storage := default dict $config.storage }}
+{{- $pg := default dict $storage.postgres }}
+{{- if not $pg.url }}
+{{- $_ := set $pg "url_env" "PALISADE_DATABASE_URL" }}
+{{- end }}
+{{- $_ := set $storage "postgres" $pg }}
+{{- $_ := set $config "storage" $storage }}
+{{- end }}
 {{- $provided := list }}
 {{- range .Values.secrets.env }}
 {{- $provided = append $provided .name }}
