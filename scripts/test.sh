@@ -27,6 +27,10 @@ install_deps() {
   if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk nginx >/dev/null
   fi
+  # The dashboard's browser tests: Debian's chromium, driven by npm playwright-core (no download).
+  if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq chromium nodejs npm >/dev/null
+  fi
 }
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || { say "installing test dependencies"; install_deps; }
@@ -46,6 +50,9 @@ cargo build --release -p palisade
 
 say "end-to-end: real MCP, openai and anthropic clients and servers through the proxy"
 PALISADE_BIN="$palisade" python3 -m pytest -q tests/e2e
+
+say "the dashboard in headless Chromium against Palisade with real traffic (screenshots in tests/browser/artifacts)"
+PALISADE_BIN="$palisade" ./tests/browser/run.sh
 
 say "our Kong plugin: luacheck, busted specs, and the handler in real nginx + ngx_lua against Palisade"
 PALISADE_BIN="$palisade" ./integrations/kong/test/run.sh

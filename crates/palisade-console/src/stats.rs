@@ -192,6 +192,8 @@ mod tests {
     use super::*;
     use palisade_store::FindingRecord;
 
+    type Res = Result<(), Box<dyn std::error::Error>>;
+
     fn event(id: &str, t: i64, decision: &str, latency: f64, detectors: &[&str]) -> Event {
         Event {
             request_id: id.into(),
@@ -216,19 +218,19 @@ mod tests {
         }
     }
 
-    fn store() -> (Store, std::path::PathBuf) {
+    fn store() -> Result<(Store, std::path::PathBuf), StoreError> {
         let path = std::env::temp_dir().join(format!(
             "palisade-console-stats-{}-{}.db",
             std::process::id(),
             palisade_store::now_ms()
         ));
-        let s = Store::open(&path).unwrap();
-        (s, path)
+        let s = Store::open(&path)?;
+        Ok((s, path))
     }
 
     #[test]
-    fn stats_fold_events_into_aligned_buckets() {
-        let (s, path) = store();
+    fn stats_fold_events_into_aligned_buckets() -> Res {
+        let (s, path) = store()?;
         let now = 10 * 60_000 + 30_000;
         s.write(&[
             event("a", now - 5_000, "allow", 10.0, &[]),
@@ -236,9 +238,8 @@ mod tests {
             event("c", now - 70_000, "redact", 30.0, &["pii", "pii"]),
             event("d", now - 71_000, "error", 40.0, &[]),
             event("old", now - 3_600_000, "allow", 1.0, &[]),
-        ])
-        .unwrap();
-        let v = stats(&s, now, 600_000, 60_000).unwrap();
+        ])?;
+        let v = stats(&s, now, 600_000, 60_000)?;
         assert_eq!(v["total"]["requests"], 4);
         assert_eq!(v["total"]["blocked"], 1);
         assert_eq!(v["total"]["redacted"], 1);
@@ -246,43 +247,43 @@ mod tests {
         assert_eq!(v["total"]["findings"]["pii"], 2);
         assert_eq!(v["total"]["latency_p50_ms"], 20.0);
         assert_eq!(v["total"]["latency_p95_ms"], 40.0);
-        let b = v["buckets"].as_array().unwrap();
-        let last = b.last().unwrap();
+        let b = v["buckets"].as_array().ok_or("no buckets")?;
+        let last = b.last().ok_or("no bucket")?;
         assert_eq!(last["requests"], 2);
-        assert_eq!(last["start_ms"].as_i64().unwrap() % 60_000, 0);
+        assert_eq!(last["start_ms"].as_i64().unwrap_or(1) % 60_000, 0);
         assert_eq!(b[b.len() - 2]["requests"], 2);
         let _ = std::fs::remove_file(path);
+        Ok(())
     }
 
     #[test]
-    fn findings_filter_and_page() {
-        let (s, path) = store();
+    fn findings_filter_and_page() -> Res {
+        let (s, path) = store()?;
         let now = palisade_store::now_ms();
         s.write(&[
             event("a", now - 3, "block", 1.0, &["prompt_injection"]),
             event("b", now - 2, "redact", 1.0, &["pii"]),
             event("c", now - 1, "redact", 1.0, &["pii", "prompt_injection"]),
-        ])
-        .unwrap();
+        ])?;
         let high = FindingFilter {
             min_severity: Some("high".into()),
             ..FindingFilter::default()
         };
-        let v = findings(&s, &Query::default(), &high).unwrap();
+        let v = findings(&s, &Query::default(), &high)?;
         let ids: Vec<&str> = v["items"]
             .as_array()
-            .unwrap()
+            .ok_or("no items")?
             .iter()
-            .map(|f| f["request_id"].as_str().unwrap())
+            .map(|f| f["request_id"].as_str().unwrap_or_default())
             .collect();
         assert_eq!(ids, ["c", "a"]);
         let q = Query {
             limit: Some(1),
             ..Query::default()
         };
-        let first = findings(&s, &q, &FindingFilter::default()).unwrap();
-        assert_eq!(first["items"].as_array().unwrap().len(), 2);
-        let next = first["next"].as_str().unwrap().to_owned();
+        let first = findings(&s, &q, &FindingFilter::default())?;
+        assert_eq!(first["items"].as_array().map_or(0, Vec::len), 2);
+        let next = first["next"].as_str().ok_or("no next")?.to_owned();
         let second = findings(
             &s,
             &Query {
@@ -291,9 +292,9 @@ mod tests {
                 ..Query::default()
             },
             &FindingFilter::default(),
-        )
-        .unwrap();
+        )?;
         assert_eq!(second["items"][0]["request_id"], "b");
         let _ = std::fs::remove_file(path);
+        Ok(())
     }
 }

@@ -15,7 +15,8 @@
 //!   the records' writer, the alerts, open MCP SSE sessions, metrics, and the upstream client
 //!   (unless `tls` or `timeouts` changed);
 //! - rebuilt: the compiled policies ([`Inspector`]), the governance rules, the routes and the
-//!   collectors' keys.
+//!   collectors' keys, and the decision cache's view (its keys carry the version, so a decision
+//!   cached under the old rules is never served under the new ones).
 //!
 //! Sections that own listeners, stores or background threads (`listen`, `admin`, `state`,
 //! `storage`, `traces`, `alerts`) cannot change this way: [`Live::apply`] refuses them by name.
@@ -114,16 +115,17 @@ impl Live {
             return Err(ApplyError::NeedsRestart(restart));
         }
         let inspector = Arc::new(Inspector::new(&config).map_err(StartError::from)?);
+        let version = old.version + 1;
         let governance = Arc::new(
             Governance::new(&config, old.governance.stores().clone())
-                .map_err(StartError::Governance)?,
+                .map_err(StartError::Governance)?
+                .with_generation(version),
         );
         // Build a whole state once here, so a worker's rebuild cannot fail on what we accepted.
         guard::Collectors::from_config(&config).map_err(StartError::Collectors)?;
         if client_changes(&old.config, &config) {
             upstream::client(&config).map_err(StartError::from)?;
         }
-        let version = old.version + 1;
         let next = Arc::new(Generation {
             version,
             config,

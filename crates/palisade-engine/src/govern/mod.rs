@@ -264,6 +264,9 @@ const SESSION_TTL_MS: u64 = 24 * 3_600 * 1_000;
 pub struct Governance {
     stores: Stores,
     policies: HashMap<String, PolicyGovern>,
+    /// Part of every decision-cache key, so decisions cached under an earlier configuration are
+    /// never served under a later one (they expire on their own).
+    generation: u64,
 }
 
 /// The base action, its risk, and the static verdict for one request, before state.
@@ -282,7 +285,18 @@ impl Governance {
                 PolicyGovern::new(name, p).map_err(|e| format!("policy `{name}`: {e}"))?,
             );
         }
-        Ok(Governance { stores, policies })
+        Ok(Governance {
+            stores,
+            policies,
+            generation: 0,
+        })
+    }
+
+    /// The same governance, tagged as configuration `generation`: the decision cache keeps
+    /// decisions of different generations apart.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
     }
 
     /// In-memory stores sized by the configuration's `state`.
@@ -418,7 +432,8 @@ impl Governance {
 
         // The static part: action type, risk, deny/hold by action or score; cached.
         let cache_key = format!(
-            "{}|{}|{}|{} {}",
+            "{}|{}|{}|{}|{} {}",
+            self.generation,
             p.name,
             agent,
             facts
