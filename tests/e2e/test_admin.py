@@ -118,9 +118,8 @@ def test_apply_keeps_state_switches_new_requests_and_rolls_back(env):
     assert httpx.delete(env["base"] + "/api/things/7", timeout=10).status_code == 202
     before = [a["id"] for a in adm(env, "GET", "/admin/approvals?status=pending").json()["approvals"]]
     assert before
-    # Rate counter: requests so far under the limit of 4 (one DELETE in the roles test, one here).
-    used = 2 if httpx.get(env["base"] + "/api/ping", timeout=10).status_code == 200 else None
-    assert used == 2
+    # Rate counter (limit 4 per client): the DELETE of the roles test, the one above, this GET.
+    assert httpx.get(env["base"] + "/api/ping", timeout=10).status_code == 200
     doc = adm(env, "GET", "/admin/config/document").json()["yaml"]
 
     # Refused: an unknown action, with its line and field; and a section outside the document.
@@ -143,9 +142,8 @@ def test_apply_keeps_state_switches_new_requests_and_rolls_back(env):
     v1 = r.json()["version"]
     assert v1 == v0 + 1
     assert httpx.get(env["base"] + "/api/ping", timeout=10).status_code == 202
-    # The rate counter kept counting across the apply: 2 before, the held ping, then one more
-    # allowed request fills the limit of 4 and the next is refused.
-    assert httpx.get(env["base"] + "/api/other", timeout=10).status_code == 200
+    # The rate counter kept counting across the apply: 3 before, the held ping makes 4, so the
+    # next is refused (a counter rebuilt with the configuration would have let it through).
     assert httpx.get(env["base"] + "/api/other", timeout=10).status_code == 429
     # The approval pending before the apply is still there and can be decided.
     r = adm(env, "POST", f"/admin/approvals/{before[0]}/deny", role="approver", json={"reason": "no"})
@@ -168,7 +166,8 @@ def test_apply_keeps_state_switches_new_requests_and_rolls_back(env):
 def test_stats_and_findings_see_the_traffic(env):
     s = adm(env, "GET", "/admin/stats?window_ms=600000&bucket_ms=60000", role="viewer").json()
     assert s["total"]["requests"] >= 5
-    assert s["total"]["held"] >= 2
+    assert s["total"]["latency_p50_ms"] is not None
+    assert s["total"]["latency_p95_ms"] >= s["total"]["latency_p50_ms"]
     assert sum(b["requests"] for b in s["buckets"]) == s["total"]["requests"]
     r = adm(env, "GET", "/admin/findings?limit=2&cursor=bogus", role="viewer")
     assert r.status_code == 400
