@@ -208,7 +208,10 @@ collectors:
     fn an_error_carries_field_and_line() -> Res {
         let bad = SAMPLE.replace("action: block", "action: explode");
         let errs = refused(merge(&Config::default(), &bad))?;
-        let line = bad.lines().position(|l| l.contains("explode")).map(|i| i + 1);
+        let line = bad
+            .lines()
+            .position(|l| l.contains("explode"))
+            .map(|i| i + 1);
         assert_eq!(errs[0]["line"], json!(line), "{errs:?}");
         assert!(
             errs[0]["field"]
