@@ -43,6 +43,10 @@ install_deps() {
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
   fi
+  # The dashboard's browser tests: Debian's chromium, driven by npm playwright-core (no download).
+  if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq chromium nodejs npm >/dev/null
+  fi
 }
 
 # TANSU_BIN may name an existing build; by default it is built into the tool cache.
@@ -76,6 +80,9 @@ cargo build --release -p palisade
 
 say "end-to-end: real MCP, openai and anthropic clients and servers through the proxy; two replicas on one Redis"
 PALISADE_BIN="$palisade" python3 -m pytest -q tests/e2e
+
+say "the dashboard in headless Chromium against Palisade with real traffic (screenshots in tests/browser/artifacts)"
+PALISADE_BIN="$palisade" ./tests/browser/run.sh
 
 say "our Kong plugin: luacheck, busted specs, and the handler in real nginx + ngx_lua against Palisade"
 PALISADE_BIN="$palisade" ./integrations/kong/test/run.sh

@@ -1,4 +1,5 @@
-//! Palisade's admin API: tool pins and quarantine, approvals, and the audit log.
+//! Palisade's admin API and dashboard: configuration with hot reload, tool pins and quarantine,
+//! approvals, records, stats, and the audit log.
 //!
 //! It listens on its own address (`admin.listen`), never on the proxy's, and every request
 //! carries an API key as `Authorization: Bearer <key>`. Keys are configured as their SHA-256
@@ -22,6 +23,16 @@
 //! | GET | `/admin/events/{request_id}` | viewer | one event with its findings (masked snippets) |
 //! | GET | `/admin/inventory` | viewer | what the recorded traffic reveals: endpoints (ids folded to `{id}`) with methods, statuses, first/last seen and the personal data they carried; MCP tools per route with calls and refusals; models in use |
 //! | GET | `/admin/records` | viewer | the backend, events stored, written, dropped (queue full) and failed, write errors, queue depth and bound |
+//! | GET | `/admin/config` | viewer | the running configuration, secrets shown as `<redacted>`, with its version |
+//! | GET | `/admin/config/document` | viewer | the editable part (`routes`, `policies`, `collectors`) as YAML |
+//! | POST | `/admin/config/validate` | viewer | `{yaml}`: 200 `{valid: true}` or 422 with `errors: [{field, line, column, message}]` |
+//! | PUT | `/admin/config` | admin | `{yaml, reason}`: validate, compile and apply with no restart; the new `version` |
+//! | GET | `/admin/config/history` | viewer | the last applied versions with who, when, why and their documents |
+//! | POST | `/admin/config/rollback` | admin | `{version, reason}` (default: the one before the current): apply it again as a new version |
+//! | GET | `/admin/stats` | viewer | `?window_ms= &bucket_ms=`: requests, blocked, redacted, held, errors, findings by detector, latency p50/p95 per bucket |
+//! | GET | `/admin/findings` | viewer | findings newest first: `?detector= &kind= &action= &min_severity= &route= &decision= &since_ms= &limit= &cursor=` |
+//! | GET | `/admin/openapi.json` | viewer | the OpenAPI 3.1 document of this API |
+//! | GET | `/ui/…` | none | the dashboard (embedded pages; its data calls carry the key) |
 //! | GET | `/metrics` | none | Prometheus text: requests by route, protocol and decision, latency histograms, findings by detector, kind and action, upstream errors, rate-limit refusals, stream outcomes, trace spans, the store writer's written, dropped and failed events, write errors, batches, queue depth and bound |
 
 use std::net::SocketAddr;
@@ -41,6 +52,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+pub mod reload;
+pub mod stats;
+mod ui;
+
+pub use reload::Control;
+
 /// Largest admin request body.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -58,6 +75,8 @@ pub struct Admin {
     governance: Arc<Governance>,
     keys: Vec<(String, [u8; 32], AdminRole)>,
     records: Option<Arc<palisade_store::Writer>>,
+    control: Option<Arc<dyn Control>>,
+    history: reload::History,
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {
@@ -133,6 +152,31 @@ impl Admin {
             governance,
             keys,
             records: None,
+            control: None,
+            history: reload::History::default(),
+        }
+    }
+
+    /// Serves the configuration from `control` too (read, validate, apply, roll back), and takes
+    /// governance from its current configuration.
+    pub fn with_control(mut self, control: Arc<dyn Control>) -> Self {
+        let (version, config) = control.current();
+        self.history.push(reload::Applied {
+            version,
+            at_ms: now_ms(),
+            by: "startup".into(),
+            reason: None,
+            rollback_of: None,
+            document: reload::document(&config),
+        });
+        self.control = Some(control);
+        self
+    }
+
+    fn governance(&self) -> Arc<Governance> {
+        match &self.control {
+            Some(c) => c.governance(),
+            None => self.governance.clone(),
         }
     }
 
@@ -162,16 +206,7 @@ impl Admin {
                 ),
             };
         }
-        let text = |k: &str| query(req, k).map(|v| v.replace("%2F", "/").replace("%3A", ":"));
-        let q = palisade_store::Query {
-            route: text("route"),
-            decision: text("decision"),
-            agent_id: text("agent_id"),
-            detector: text("detector"),
-            since_ms: query(req, "since_ms").and_then(|v| v.parse().ok()),
-            limit: query(req, "limit").and_then(|v| v.parse().ok()),
-            cursor: text("cursor"),
-        };
+        let q = events_query(req);
         match read(w, move |s| s.events(&q)).await {
             Ok(page) => reply(StatusCode::OK, json!(page)),
             Err(palisade_store::StoreError::Cursor(c)) => error(
@@ -267,6 +302,11 @@ impl Admin {
             );
             return r;
         }
+        if req.method() == Method::GET
+            && (req.uri().path() == "/" || req.uri().path().starts_with("/ui"))
+        {
+            return ui::asset(req.uri().path());
+        }
         let Some(caller) = self.caller(&req) else {
             return error(
                 StatusCode::UNAUTHORIZED,
@@ -278,7 +318,10 @@ impl Admin {
         let path = req.uri().path().trim_end_matches('/').to_owned();
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let need = match (&method, segs.as_slice()) {
-            (&Method::GET, _) => AdminRole::Viewer,
+            (&Method::GET, _) | (&Method::POST, ["admin", "config", "validate"]) => {
+                AdminRole::Viewer
+            }
+            (&Method::PUT | &Method::POST, ["admin", "config", ..]) => AdminRole::Admin,
             (&Method::POST, ["admin", "tools", "quarantine" | "release"]) => AdminRole::Admin,
             (&Method::POST, _) => AdminRole::Approver,
             _ => AdminRole::Admin,
@@ -295,7 +338,8 @@ impl Admin {
                 ),
             );
         }
-        let g = &self.governance;
+        let governance = self.governance();
+        let g = &governance;
         let stores = g.stores();
         match (&method, segs.as_slice()) {
             (&Method::GET, ["admin", "whoami"]) => reply(
@@ -477,6 +521,187 @@ impl Admin {
                     Err(e) => state_error(&e),
                 }
             }
+            (&Method::GET, ["admin", "openapi.json"]) => {
+                let mut r = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            (&Method::GET, ["admin", "stats"]) => self.with_store(|store| {
+                let num =
+                    |k: &str, d: i64| query(&req, k).and_then(|v| v.parse().ok()).unwrap_or(d);
+                stats::stats(
+                    store,
+                    palisade_store::now_ms(),
+                    num("window_ms", 3_600_000),
+                    num("bucket_ms", 60_000),
+                )
+            }),
+            (&Method::GET, ["admin", "findings"]) => {
+                let q = events_query(&req);
+                let text = |k: &str| query(&req, k).map(decode);
+                let f = stats::FindingFilter {
+                    min_severity: text("min_severity"),
+                    kind: text("kind"),
+                    action: text("action"),
+                };
+                self.with_store(|store| stats::findings(store, &q, &f))
+            }
+            (_, ["admin", "config", ..]) => self.config(&method, &segs, &caller, req).await,
+            _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
+        }
+    }
+
+    fn with_store(
+        &self,
+        f: impl FnOnce(&palisade_store::Store) -> Result<Value, palisade_store::StoreError>,
+    ) -> Answer {
+        let Some(w) = &self.records else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no_records",
+                "recording is off (`storage.enabled: false`)",
+            );
+        };
+        match f(w.store()) {
+            Ok(v) => reply(StatusCode::OK, v),
+            Err(palisade_store::StoreError::Cursor(c)) => error(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                &format!("`{c}` is not a cursor this API gave out"),
+            ),
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                &e.to_string(),
+            ),
+        }
+    }
+
+    /// `/admin/config…`: read, validate, apply, history, roll back.
+    async fn config(
+        &self,
+        method: &Method,
+        segs: &[&str],
+        caller: &Caller,
+        req: Request<Incoming>,
+    ) -> Answer {
+        let Some(control) = &self.control else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no_reload",
+                "this process does not serve its configuration",
+            );
+        };
+        let (version, current) = control.current();
+        match (method, segs) {
+            (&Method::GET, ["admin", "config"]) => reply(
+                StatusCode::OK,
+                json!({"version": version, "config": reload::redacted(&current)}),
+            ),
+            (&Method::GET, ["admin", "config", "document"]) => reply(
+                StatusCode::OK,
+                json!({"version": version, "yaml": reload::document(&current)}),
+            ),
+            (&Method::GET, ["admin", "config", "history"]) => reply(
+                StatusCode::OK,
+                json!({"version": version, "versions": self.history.list()}),
+            ),
+            (&Method::POST, ["admin", "config", "validate"]) => {
+                let body = match read_json(req).await {
+                    Ok(b) => b,
+                    Err(a) => return a,
+                };
+                let Some(yaml) = body.get("yaml").and_then(Value::as_str) else {
+                    return error(StatusCode::BAD_REQUEST, "bad_request", "`yaml` is required");
+                };
+                match reload::merge(&current, yaml) {
+                    Ok(c) => reply(
+                        StatusCode::OK,
+                        json!({"valid": true, "routes": c.routes.len(), "policies": c.policies.len(), "collectors": c.collectors.len()}),
+                    ),
+                    Err(errors) => invalid(errors),
+                }
+            }
+            (&Method::PUT, ["admin", "config"])
+            | (&Method::POST, ["admin", "config", "rollback"]) => {
+                let body = match read_json(req).await {
+                    Ok(b) => b,
+                    Err(a) => return a,
+                };
+                let reason = body
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let (yaml, rollback_of) = if segs.len() == 2 {
+                    let Some(yaml) = body.get("yaml").and_then(Value::as_str) else {
+                        return error(StatusCode::BAD_REQUEST, "bad_request", "`yaml` is required");
+                    };
+                    (yaml.to_owned(), None)
+                } else {
+                    let target = body.get("version").and_then(Value::as_u64).or_else(|| {
+                        self.history
+                            .list()
+                            .iter()
+                            .find(|a| a.version < version)
+                            .map(|a| a.version)
+                    });
+                    let Some(a) = target.and_then(|v| self.history.get(v)) else {
+                        return error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            &format!(
+                                "no kept version to roll back to (the last {} are kept)",
+                                reload::HISTORY
+                            ),
+                        );
+                    };
+                    (a.document, Some(a.version))
+                };
+                let merged = match reload::merge(&current, &yaml) {
+                    Ok(c) => c,
+                    Err(errors) => return invalid(errors),
+                };
+                let started = std::time::Instant::now();
+                let applied = match control.apply(merged) {
+                    Ok(v) => v,
+                    Err(message) => {
+                        return invalid(vec![
+                            json!({"field": "", "line": null, "column": null, "message": message}),
+                        ])
+                    }
+                };
+                let apply_ms = started.elapsed().as_secs_f64() * 1_000.0;
+                let action = if rollback_of.is_some() {
+                    "config.rollback"
+                } else {
+                    "config.apply"
+                };
+                self.history.push(reload::Applied {
+                    version: applied,
+                    at_ms: now_ms(),
+                    by: caller.name.clone(),
+                    reason: reason.clone(),
+                    rollback_of,
+                    document: yaml,
+                });
+                self.governance()
+                    .audit(
+                        &caller.name,
+                        action,
+                        &format!("config v{applied}"),
+                        reason,
+                        json!({"from_version": version, "version": applied, "rollback_of": rollback_of}),
+                    )
+                    .await;
+                tracing::info!(version = applied, by = %caller.name, apply_ms, "configuration applied");
+                reply(
+                    StatusCode::OK,
+                    json!({"version": applied, "previous": version, "rollback_of": rollback_of, "apply_ms": apply_ms}),
+                )
+            }
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
         }
     }
@@ -532,6 +757,60 @@ where
     tokio::task::spawn_blocking(move || f(&store))
         .await
         .unwrap_or(Err(palisade_store::StoreError::Poisoned))
+}
+
+/// The OpenAPI document of this API.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// A 422 with the configuration's errors.
+fn invalid(errors: Vec<Value>) -> Answer {
+    reply(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({"valid": false, "errors": errors,
+               "error": {"code": "invalid_config", "message": "the configuration was refused", "status": 422}}),
+    )
+}
+
+/// A query value with `%XX` escapes and `+` decoded.
+fn decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (c, hex) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The store query a request's `?route= &decision= &agent_id= &detector= &since_ms= &limit= &cursor=` ask for.
+fn events_query(req: &Request<Incoming>) -> palisade_store::Query {
+    let text = |k: &str| query(req, k).map(decode).filter(|v| !v.is_empty());
+    palisade_store::Query {
+        route: text("route"),
+        decision: text("decision"),
+        agent_id: text("agent_id"),
+        detector: text("detector"),
+        since_ms: query(req, "since_ms").and_then(|v| v.parse().ok()),
+        limit: query(req, "limit").and_then(|v| v.parse().ok()),
+        cursor: text("cursor"),
+    }
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<Value, Answer> {

@@ -7,7 +7,8 @@
 //!
 //! Per-request state lives in the handler's stack frame and the tasks it spawns; the shared
 //! [`State`] is immutable (configuration, compiled policies, the pooled client), so requests never
-//! contend on a lock.
+//! contend on a lock. A new configuration is a new `State` ([`live`]): a request keeps the one it
+//! started with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub mod durable;
 pub mod error;
 mod govern;
 pub mod guard;
+pub mod live;
 pub mod proxy;
 pub mod records;
 pub mod route;
@@ -148,7 +150,7 @@ pub struct Server {
     addr: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    governance: Arc<Governance>,
+    live: Arc<live::Live>,
     records: Option<Arc<palisade_store::Writer>>,
     alerts: Arc<palisade_alerts::Alerts>,
     kafka: Option<Arc<palisade_kafka::Publisher>>,
@@ -174,15 +176,18 @@ impl Server {
         let mut threads = Vec::new();
         let mut addr = wanted;
         let sse_sessions: Arc<sse_sessions::SseSessions> = Arc::default();
+        let live = Arc::new(live::Live::new(
+            config,
+            inspector,
+            governance,
+            sse_sessions,
+            records.clone(),
+            alerts.clone(),
+            kafka.clone(),
+        ));
         for i in 0..workers.max(1) {
-            let sse_sessions = sse_sessions.clone();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, ServeError>>();
-            let config = config.clone();
-            let inspector = inspector.clone();
-            let governance = governance.clone();
-            let records = records.clone();
-            let alerts = alerts.clone();
-            let kafka = kafka.clone();
+            let live = live.clone();
             let mut stop_rx = stop_rx.clone();
             let bind_to = addr;
             let handle = std::thread::Builder::new()
@@ -210,16 +215,8 @@ impl Server {
                                 return;
                             }
                         };
-                        let state = match State::with_parts(
-                            config,
-                            inspector,
-                            governance,
-                            sse_sessions,
-                            records,
-                            alerts,
-                            kafka,
-                        ) {
-                            Ok(s) => Arc::new(s),
+                        let worker = match live::Worker::following(live) {
+                            Ok(w) => Arc::new(w),
                             Err(e) => {
                                 let _ = ready_tx.send(Err(ServeError::Start(e)));
                                 return;
@@ -234,7 +231,7 @@ impl Server {
                                 }
                             }
                         };
-                        if let Err(e) = serve(listener, state, stopped).await {
+                        if let Err(e) = serve_worker(listener, worker, stopped).await {
                             tracing::error!(error = %e, "worker stopped with an error");
                         }
                     });
@@ -256,7 +253,7 @@ impl Server {
             addr,
             stop,
             threads,
-            governance,
+            live,
             records,
             alerts,
             kafka,
@@ -268,9 +265,14 @@ impl Server {
         self.records.clone()
     }
 
-    /// The governance state every worker shares (for the admin API).
+    /// The governance of the current configuration (for the admin API).
     pub fn governance(&self) -> Arc<Governance> {
-        self.governance.clone()
+        self.live.current().governance.clone()
+    }
+
+    /// The live configuration every worker follows (for the admin API's hot reload).
+    pub fn live(&self) -> Arc<live::Live> {
+        self.live.clone()
     }
 
     /// The address every worker listens on.
@@ -325,6 +327,16 @@ pub async fn serve(
     state: Arc<State>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_worker(listener, Arc::new(live::Worker::fixed(state)), shutdown).await
+}
+
+/// Serves connections from `listener` with the state `worker` gives each request, until
+/// `shutdown` resolves; then stops accepting and lets open connections finish.
+pub async fn serve_worker(
+    listener: TcpListener,
+    worker: Arc<live::Worker>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
@@ -341,11 +353,12 @@ pub async fn serve(
             () = &mut shutdown => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
+        let worker = worker.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let state = state.clone();
+                // Per request, not per connection: a keep-alive connection follows applies too.
+                let state = worker.state();
                 async move { Ok::<_, std::convert::Infallible>(proxy::handle(state, peer, req).await) }
             });
             if let Err(e) = builder

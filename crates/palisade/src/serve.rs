@@ -101,7 +101,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %server.local_addr(), routes, workers, "palisade listening");
     let (admin_stop, admin_thread) = match admin {
         Some(a) => {
-            let (stop, thread) = start_admin(&a, server.governance(), server.records())?;
+            let (stop, thread) = start_admin(&a, server.live(), server.records())?;
             (Some(stop), Some(thread))
         }
         None => (None, None),
@@ -128,7 +128,7 @@ type AdminHandle = (
 /// Starts the admin API on its own thread and listener; returns once it listens.
 fn start_admin(
     config: &palisade_policy::govern::AdminConfig,
-    governance: Arc<palisade_engine::govern::Governance>,
+    live: Arc<palisade_gateway::live::Live>,
     records: Option<Arc<palisade_store::Writer>>,
 ) -> anyhow::Result<AdminHandle> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -139,7 +139,12 @@ fn start_admin(
         .block_on(tokio::net::TcpListener::bind(&config.listen))
         .with_context(|| format!("cannot listen on {} (admin)", config.listen))?;
     let addr = listener.local_addr().ok();
-    let admin = Arc::new(palisade_console::Admin::new(config, governance).with_records(records));
+    let governance = live.current().governance.clone();
+    let admin = Arc::new(
+        palisade_console::Admin::new(config, governance)
+            .with_records(records)
+            .with_control(Arc::new(LiveControl(live))),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("palisade-admin".into())
@@ -151,4 +156,23 @@ fn start_admin(
         .context("cannot start the admin thread")?;
     tracing::info!(addr = ?addr, keys = config.keys.len(), "admin API listening");
     Ok((stop, thread))
+}
+
+/// The gateway's live configuration, as the admin API drives it.
+#[derive(Debug)]
+struct LiveControl(Arc<palisade_gateway::live::Live>);
+
+impl palisade_console::Control for LiveControl {
+    fn current(&self) -> (u64, Config) {
+        let g = self.0.current();
+        (g.version, g.config.clone())
+    }
+
+    fn governance(&self) -> Arc<palisade_engine::govern::Governance> {
+        self.0.current().governance.clone()
+    }
+
+    fn apply(&self, config: Config) -> Result<u64, String> {
+        self.0.apply(config).map_err(|e| e.to_string())
+    }
 }

@@ -275,6 +275,9 @@ pub struct Governance {
     /// What `fail_open` routes use when `stores` has a fallback.
     degraded: Option<Stores>,
     policies: HashMap<String, PolicyGovern>,
+    /// Part of every decision-cache key, so decisions cached under an earlier configuration are
+    /// never served under a later one (they expire on their own).
+    generation: u64,
 }
 
 /// The base action, its risk, and the static verdict for one request, before state.
@@ -301,7 +304,15 @@ impl Governance {
             stores,
             degraded,
             policies,
+            generation: 0,
         })
+    }
+
+    /// The same governance, tagged as configuration `generation`: the decision cache keeps
+    /// decisions of different generations apart.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
     }
 
     /// The stores a route with failure mode `mode` uses.
@@ -446,7 +457,8 @@ impl Governance {
 
         // The static part: action type, risk, deny/hold by action or score; cached.
         let cache_key = format!(
-            "{}|{}|{}|{} {}",
+            "{}|{}|{}|{}|{} {}",
+            self.generation,
             p.name,
             agent,
             facts
