@@ -219,10 +219,13 @@ mod tests {
     }
 
     fn store() -> Result<(Store, std::path::PathBuf), StoreError> {
+        // Tests run in parallel: a counter keeps two started in the same millisecond apart.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
-            "palisade-console-stats-{}-{}.db",
+            "palisade-console-stats-{}-{}-{}.db",
             std::process::id(),
-            palisade_store::now_ms()
+            palisade_store::now_ms(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let s = Store::open(&path)?;
         Ok((s, path))
