@@ -116,7 +116,21 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(Duration::from_secs(10))?;
     // WAL lets readers (the admin API) run while the writer commits; NORMAL sync is durable
     // across a process crash, which is what a record needs.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Switching a fresh file to WAL needs it to itself, and SQLite answers "database is locked"
+    // at once, without the busy handler, when another process is doing the same: retry.
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < Duration::from_secs(10) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
