@@ -199,26 +199,13 @@ impl Admin {
             return match read(w, move |s| s.event(&id)).await {
                 Ok(Some(e)) => reply(StatusCode::OK, json!(e)),
                 Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no event with that id"),
-                Err(e) => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    &e.to_string(),
-                ),
+                Err(e) => store_error(&e),
             };
         }
         let q = events_query(req);
         match read(w, move |s| s.events(&q)).await {
             Ok(page) => reply(StatusCode::OK, json!(page)),
-            Err(palisade_store::StoreError::Cursor(c)) => error(
-                StatusCode::BAD_REQUEST,
-                "bad_cursor",
-                &format!("`{c}` is not a cursor this API gave out"),
-            ),
-            Err(e) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                &e.to_string(),
-            ),
+            Err(e) => store_error(&e),
         }
     }
 
@@ -483,11 +470,7 @@ impl Admin {
             (&Method::GET, ["admin", "inventory"]) => match &self.records {
                 Some(w) => match read(w, |s| s.inventory()).await {
                     Ok(v) => reply(StatusCode::OK, v),
-                    Err(e) => error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "store_unavailable",
-                        &e.to_string(),
-                    ),
+                    Err(e) => store_error(&e),
                 },
                 None => error(
                     StatusCode::NOT_FOUND,
@@ -529,16 +512,15 @@ impl Admin {
                 );
                 r
             }
-            (&Method::GET, ["admin", "stats"]) => self.with_store(|store| {
+            (&Method::GET, ["admin", "stats"]) => {
                 let num =
                     |k: &str, d: i64| query(&req, k).and_then(|v| v.parse().ok()).unwrap_or(d);
-                stats::stats(
-                    store,
-                    palisade_store::now_ms(),
-                    num("window_ms", 3_600_000),
-                    num("bucket_ms", 60_000),
-                )
-            }),
+                let (window, bucket) = (num("window_ms", 3_600_000), num("bucket_ms", 60_000));
+                self.with_store(move |store| {
+                    stats::stats(store, palisade_store::now_ms(), window, bucket)
+                })
+                .await
+            }
             (&Method::GET, ["admin", "findings"]) => {
                 let q = events_query(&req);
                 let text = |k: &str| query(&req, k).map(decode);
@@ -547,16 +529,20 @@ impl Admin {
                     kind: text("kind"),
                     action: text("action"),
                 };
-                self.with_store(|store| stats::findings(store, &q, &f))
+                self.with_store(move |store| stats::findings(store, &q, &f))
+                    .await
             }
             (_, ["admin", "config", ..]) => self.config(&method, &segs, &caller, req).await,
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
         }
     }
 
-    fn with_store(
+    /// Runs `f` on the store's read connection off the async workers (see [`read`]).
+    async fn with_store(
         &self,
-        f: impl FnOnce(&palisade_store::Store) -> Result<Value, palisade_store::StoreError>,
+        f: impl FnOnce(&palisade_store::Store) -> Result<Value, palisade_store::StoreError>
+            + Send
+            + 'static,
     ) -> Answer {
         let Some(w) = &self.records else {
             return error(
@@ -565,18 +551,9 @@ impl Admin {
                 "recording is off (`storage.enabled: false`)",
             );
         };
-        match f(w.store()) {
+        match read(w, f).await {
             Ok(v) => reply(StatusCode::OK, v),
-            Err(palisade_store::StoreError::Cursor(c)) => error(
-                StatusCode::BAD_REQUEST,
-                "bad_cursor",
-                &format!("`{c}` is not a cursor this API gave out"),
-            ),
-            Err(e) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                &e.to_string(),
-            ),
+            Err(e) => store_error(&e),
         }
     }
 
@@ -743,6 +720,22 @@ impl Admin {
                 "the route reaches several upstreams; give `scope`",
             )),
         }
+    }
+}
+
+/// The answer to a store read that failed: a bad cursor is the caller's, anything else a 503.
+fn store_error(e: &palisade_store::StoreError) -> Answer {
+    match e {
+        palisade_store::StoreError::Cursor(c) => error(
+            StatusCode::BAD_REQUEST,
+            "bad_cursor",
+            &format!("`{c}` is not a cursor this API gave out"),
+        ),
+        e => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            &e.to_string(),
+        ),
     }
 }
 
